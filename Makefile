@@ -1,0 +1,32 @@
+# Two commands for a fresh machine:
+#   make demo   -> create .venv, install, run the main job (a smoke run of the tiny model)
+#   make test   -> create .venv, install, run every check (export sync, clean notebooks, nbdev-test, pytest)
+# torch is installed first at a pinned version (the CPU wheel on our machines) and kept as a constraint.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: install demo test export clean-nbs readme
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	echo "$(TORCH)" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	touch $@
+
+demo: install
+	$(OFFLINE) $(VENV)/bin/sail-vl smoke
+
+test: install
+	$(OFFLINE) VENV=$(VENV) bash tools/check.sh
+
+export: install
+	$(VENV)/bin/nbdev-export && $(VENV)/bin/nbdev-clean && $(PY) tools/readme.py
+
+readme: install
+	$(PY) tools/readme.py

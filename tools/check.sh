@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every check a change must pass; `make test` and CI (.ci/run) call this after installing into $VENV.
+# Prints a closing line "N passed, N failed" counting notebooks (nbdev-test) and pytest tests together.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+BIN="$VENV/bin"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
+log=$(mktemp -d)
+fail_sync=0
+
+echo "== 1. library in sync with notebooks (nbdev-export) =="
+"$BIN/nbdev-export"
+if [ -n "$(git status --porcelain -- sail_vl_nb)" ]; then
+  echo "FAIL: nbdev-export changed sail_vl_nb/ — the committed library disagrees with nbs/:"; git status --porcelain -- sail_vl_nb; git diff --stat -- sail_vl_nb; fail_sync=1
+else echo "ok"; fi
+
+echo "== 2. notebooks clean (nbdev-clean) =="
+"$BIN/nbdev-clean"
+if [ -n "$(git status --porcelain -- nbs)" ]; then
+  echo "FAIL: nbdev-clean changed nbs/ — commit notebooks clean:"; git status --porcelain -- nbs; fail_sync=1
+else echo "ok"; fi
+
+echo "== 3. README.md in sync with nbs/index.ipynb (tools/readme.py) =="
+"$BIN/python" tools/readme.py --check || fail_sync=1
+
+echo "== 4. notebooks (nbdev-test) =="
+t0=$(date +%s)
+"$BIN/nbdev-test" --do-print --timing --n-workers 2 > "$log/nbtest.out" 2> "$log/nbtest.err"
+nb_rc=$?
+cat "$log/nbtest.out"; tail -n 200 "$log/nbtest.err"
+nb_total=$(grep -c '^Starting ' "$log/nbtest.out" || true)
+nb_failed=$(awk '/Failed On The Following Notebooks/{f=1;next} f && /^\t/{n++} END{print n+0}' "$log/nbtest.err")
+if [ "$nb_rc" != 0 ] && [ "$nb_failed" = 0 ]; then nb_failed=1; fi
+nb_passed=$(( nb_total - nb_failed )); [ $nb_passed -lt 0 ] && nb_passed=0
+echo "nbdev-test: $nb_passed notebooks passed, $nb_failed failed ($(( $(date +%s) - t0 )) s)"
+
+echo "== 5. pytest tests/ =="
+t0=$(date +%s)
+"$BIN/python" -m pytest tests/ -q --durations=10 --junitxml="$log/junit.xml"
+py_rc=$?
+read py_passed py_failed < <("$BIN/python" - "$log/junit.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try: r = ET.parse(sys.argv[1]).getroot()
+except Exception: print(0, 1); raise SystemExit
+s = r if r.tag == 'testsuite' else r.find('testsuite')
+t, f, e, sk = (int(s.get(k, 0)) for k in ('tests', 'failures', 'errors', 'skipped'))
+print(t - f - e - sk, f + e)
+PY
+)
+if [ "$py_rc" != 0 ] && [ "$py_rc" != 5 ] && [ "$py_failed" = 0 ]; then py_failed=1; fi
+echo "pytest: $py_passed passed, $py_failed failed ($(( $(date +%s) - t0 )) s)"
+
+passed=$(( nb_passed + py_passed )); failed=$(( nb_failed + py_failed + fail_sync ))
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
