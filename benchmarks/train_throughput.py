@@ -1,0 +1,121 @@
+"""Training throughput, measured in one run (not a test; prints numbers):
+
+1. train-step time of ours vs transformers' InternVLForConditionalGeneration, same config, weights and batch
+   (tiny and small; goal <= 1.0x);
+2. achieved FLOP/s of a `small` training step / the CPU fp32 matmul peak measured in this run (goal >= 50 %);
+3. useful-token throughput, packed vs padded, on the world's length mix (captions + VQA) (goal >= 1.8x).
+
+Usage: python benchmarks/train_throughput.py [--steps 8] [--threads 2]
+"""
+import argparse, os, statistics, time
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from sail_vl_nb.config import get_config
+from sail_vl_nb.data import EncodedDataset, caption_samples, collate_packed, collate_padded, model_inputs, vqa_samples
+from sail_vl_nb.model import SailVLForConditionalGeneration, parity_batch, to_hf_internvl
+from sail_vl_nb.text import SailVLProcessor, default_tokenizer
+from sail_vl_nb.world import make_world
+
+
+def step_fn(model, batch):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    def one():
+        loss = model(**batch, use_cache=False).loss
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    return one
+
+
+def timed(fn, n):
+    t0 = time.perf_counter()
+    for _ in range(n): fn()
+    return (time.perf_counter() - t0) / n
+
+
+def ours_vs_hf(scale, steps, batch=16, n_text=32):
+    cfg = get_config(scale, ps_version="v2")
+    torch.manual_seed(0)
+    ours = SailVLForConditionalGeneration(cfg).train()
+    hf = to_hf_internvl(ours).train()
+    b = parity_batch(cfg, tiles=(1,) * batch, n_text=(n_text,) * batch)
+    b["labels"] = b["input_ids"].masked_fill(b["input_ids"] == cfg.image_token_id, -100)
+    fa, fb = step_fn(ours, b), step_fn(hf, b)
+    fa(); fb()                                              # warm-up
+    ta, tb = [], []
+    for _ in range(steps):                                  # interleave so both see the same machine load
+        ta.append(timed(fa, 1)); tb.append(timed(fb, 1))
+    return statistics.median(ta), statistics.median(tb), ours, b
+
+
+def matmul_peak(n=2048, reps=10):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = min(timed(lambda: a @ b, 1) for _ in range(reps))
+    return 2 * n ** 3 / t
+
+
+def train_flops(model, batch):
+    "Matmul FLOPs of one training step (forward x 3): linear layers per token + attention scores and values."
+    cfg = model.config
+    v, t = cfg.vision_config, cfg.text_config
+    n_tiles = batch["pixel_values"].shape[0]
+    vit_tokens = n_tiles * (cfg.patch_grid ** 2 + 1)
+    vit_lin = sum(p.numel() for n, p in model.vision_model.named_parameters() if n.endswith("weight") and p.ndim == 2)
+    vit_lin += model.vision_model.embeddings.patch_embeddings.projection.weight.numel()
+    vit_attn = 4 * v.num_hidden_layers * (cfg.patch_grid ** 2 + 1) * v.hidden_size       # per token: QK^T + AV
+    proj_lin = sum(p.numel() for p in model.mlp1.parameters() if p.ndim == 2)
+    llm_tokens = int(batch["input_ids"].numel())
+    L = batch["input_ids"].shape[1]
+    llm_lin = sum(p.numel() for n, p in model.language_model.named_parameters() if p.ndim == 2 and "embed_tokens" not in n)
+    llm_attn = 4 * t.num_hidden_layers * L * t.hidden_size
+    fwd = 2 * vit_tokens * vit_lin + vit_tokens * vit_attn + 2 * n_tiles * cfg.num_image_token * proj_lin \
+        + 2 * llm_tokens * llm_lin + llm_tokens * llm_attn
+    return 3 * fwd
+
+
+def packed_vs_padded(steps, batch=32, max_length=256):
+    cfg = get_config("tiny")
+    proc = SailVLProcessor.from_config(cfg, default_tokenizer("tiny"))
+    w = make_world(200, seed=21)
+    samples = vqa_samples(w) + caption_samples(w)
+    ds = EncodedDataset(samples, proc, max_length=max_length, progress=False)
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(ds), generator=g).tolist()
+    batches = [[ds[i] for i in order[k * batch:(k + 1) * batch]] for k in range(steps)]
+    useful = sum(len(x) for b in batches for x in b)
+    out = {}
+    for name, coll in [("padded", lambda items: collate_padded(items, proc.pad_id)),
+                       ("packed", lambda items: collate_packed(items, max_length, proc.pad_id))]:
+        torch.manual_seed(0)
+        m = SailVLForConditionalGeneration(cfg).train()
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+        cols = [coll(b) for b in batches]
+        def run(c):
+            loss = m(**model_inputs(c), use_cache=False).loss; loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        run(cols[0])
+        t0 = time.perf_counter()
+        for c in cols: run(c)
+        dt = time.perf_counter() - t0
+        slots = sum(c["input_ids"].numel() for c in cols)
+        out[name] = (useful / dt, useful / slots)
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, CPU")
+    peak = matmul_peak()
+    print(f"[peak] 2048x2048 fp32 matmul: {peak / 1e9:.0f} GFLOP/s")
+    for scale in ("tiny", "small"):
+        ta, tb, model, batch = ours_vs_hf(scale, a.steps)
+        print(f"[1] {scale}: train step ours {ta * 1000:.1f} ms vs transformers InternVL {tb * 1000:.1f} ms -> ratio {ta / tb:.2f}x (goal <= 1.0)")
+        if scale == "small":
+            fl = train_flops(model, batch)
+            print(f"[2] small: {fl / 1e9:.1f} GFLOP per step / {ta * 1000:.0f} ms = {fl / ta / 1e9:.0f} GFLOP/s = "
+                  f"{fl / ta / peak:.0%} of the matmul peak (goal >= 50 %)")
+    r = packed_vs_padded(a.steps)
+    print(f"[3] tiny, world mix: padded {r['padded'][0]:.0f} useful tok/s ({r['padded'][1]:.0%} of slots useful), "
+          f"packed {r['packed'][0]:.0f} useful tok/s ({r['packed'][1]:.0%}) -> {r['packed'][0] / r['padded'][0]:.2f}x (goal >= 1.8)")
