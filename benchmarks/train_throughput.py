@@ -82,21 +82,26 @@ def packed_vs_padded(steps, batch=32, max_length=256):
     order = torch.randperm(len(ds), generator=g).tolist()
     batches = [[ds[i] for i in order[k * batch:(k + 1) * batch]] for k in range(steps)]
     useful = sum(len(x) for b in batches for x in b)
-    out = {}
-    for name, coll in [("padded", lambda items: collate_padded(items, proc.pad_id)),
-                       ("packed", lambda items: collate_packed(items, max_length, proc.pad_id))]:
+    colls = {"padded": lambda items: collate_padded(items, proc.pad_id),
+             "packed": lambda items: collate_packed(items, max_length, proc.pad_id)}
+    runs = {}
+    for name, coll in colls.items():
         torch.manual_seed(0)
         m = SailVLForConditionalGeneration(cfg).train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-        cols = [coll(b) for b in batches]
-        def run(c):
+        def run(c, m=m, opt=opt):
             loss = m(**model_inputs(c), use_cache=False).loss; loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        run(cols[0])
-        t0 = time.perf_counter()
-        for c in cols: run(c)
-        dt = time.perf_counter() - t0
-        slots = sum(c["input_ids"].numel() for c in cols)
-        out[name] = (useful / dt, useful / slots)
+        cols = [coll(b) for b in batches]
+        run(cols[0])                                          # warm-up
+        runs[name] = (run, cols)
+    times = {k: [] for k in runs}
+    for k in range(steps):                                    # interleave: both see the same machine load
+        for name, (run, cols) in runs.items():
+            times[name].append(timed(lambda: run(cols[k]), 1))
+    out = {}
+    for name, (run, cols) in runs.items():
+        per_step_useful = useful / steps
+        out[name] = (per_step_useful / statistics.median(times[name]), useful / sum(c["input_ids"].numel() for c in cols))
     return out
 
 
