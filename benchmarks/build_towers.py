@@ -15,6 +15,18 @@ for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(v, "1")
 
 
+def _align_job(scale, towers, train, steps, lr, root):
+    "Worker: one alignment run on one thread (the samples and the benchmark are rebuilt here: both are deterministic)."
+    import torch
+    torch.set_num_threads(1)
+    from sail_vl_nb.config import get_config
+    from sail_vl_nb.evaluate import make_benchmark
+    from sail_vl_nb.towers import alignment_run, alignment_samples
+    samples, _ = alignment_samples(scale)
+    return alignment_run(scale, towers, train, steps, lr, samples=samples, bench=make_benchmark(100, image_size=get_config(scale).tile_size),
+                         root=root)
+
+
 def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: float, full_steps: int) -> None:
     import torch
     torch.set_num_threads(1)
@@ -56,8 +68,13 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
         runs.append(("pretrained towers, vision + projector trained", ("vision", "llm"), ("vision", "projector"), steps,
                      {"vision": 1e-3, "projector": lr}))
         if full_steps: runs.append(("full training from random init", (), ("vision", "projector", "llm"), full_steps, 1e-3))
-        for name, towers, train, n, l in runs:
-            r = alignment_run(scale, towers, train, n, l, samples=samples, bench=bench)
+        import concurrent.futures as cf, multiprocessing as mp
+        with cf.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as ex:   # one run per core
+            futs = {ex.submit(_align_job, scale, towers, train, n, l, str(root)): (name, train)     # longest first
+                    for name, towers, train, n, l in sorted(runs, key=lambda r: -r[3] * len(r[2]))}
+            done = {futs[f][0]: (futs[f][1], f.result()) for f in cf.as_completed(futs)}
+        for name, *_ in runs:
+            train, r = done[name]
             rows[name] = r | {"kind": "projector only" if train == ("projector",) else " + ".join(train)}
             print(f"{name:40s} overall {r['overall']:.3f}  " + "  ".join(f"{c} {r[c]:.2f}" for c in ("general", "ocr", "math", "hallucination"))
                   + f"  ({r['wall_s']:.0f} s training)", flush=True)
@@ -75,26 +92,27 @@ def main(argv=None):
     p.add_argument("--serial", action="store_true", help="one process instead of two")
     p.add_argument("--probe", action="store_true", help="measure linear probes and LM reading (stored in meta.json)")
     p.add_argument("--align", action="store_true", help="measure the alignment comparison (alignment.json)")
-    p.add_argument("--align-steps", type=int, default=1000)
+    p.add_argument("--align-steps", type=int, default=2000)
     p.add_argument("--align-lr", type=float, default=3e-3)
     p.add_argument("--full-steps", type=int, default=3000, help="steps of the full-training reference (0 = skip)")
     a = p.parse_args(argv)
     from sail_vl_nb.towers import build_towers, towers_dir
     scales = ["tiny", "small"] if a.scale == "all" else [a.scale]
-    build = not (a.probe or a.align) or a.check
-    for s in scales:
-        root = Path(a.out) / s if a.out and len(scales) > 1 else Path(a.out) if a.out else towers_dir(s)
-        if build:
-            t0 = time.perf_counter()
-            meta = build_towers(s, root, parallel=not a.serial)
-            print(f"{s}: built in {time.perf_counter() - t0:.0f} s -> {root}  {meta['bytes']}  held-out perplexity "
-                  f"{meta['lm']['held_out_ppl']}")
+    roots = {s: Path(a.out) / s if a.out and len(scales) > 1 else Path(a.out) if a.out else towers_dir(s) for s in scales}
+    if not (a.probe or a.align) or a.check:
+        t0 = time.perf_counter()
+        metas = build_towers(scales, Path(a.out) if a.out and len(scales) > 1 else a.out, parallel=not a.serial)
+        print(f"built {' + '.join(scales)} in {time.perf_counter() - t0:.0f} s on {os.cpu_count()} cores", flush=True)
+        for s, meta in metas.items():
+            print(f"{s}: -> {roots[s]}  {meta['bytes']}  held-out perplexity {meta['lm']['held_out_ppl']}  "
+                  f"(vision {meta['seconds']['vision']:.0f} s, lm {meta['seconds']['lm']:.0f} s)")
             if a.check:
                 shipped = json.loads((towers_dir(s) / "meta.json").read_text())["sha256"]
                 same = {k: shipped.get(k) == v for k, v in meta["sha256"].items()}
                 print(f"{s}: identical to the shipped files: {same}")
+    for s in scales:
         if a.probe or a.align:
-            measure(s, root, a.probe, a.align, a.align_steps, a.align_lr, a.full_steps)
+            measure(s, roots[s], a.probe, a.align, a.align_steps, a.align_lr, a.full_steps)
 
 
 if __name__ == "__main__":
