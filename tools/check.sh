@@ -29,7 +29,7 @@ t0=$(date +%s)
 "$BIN/nbdev-test" --do-print --timing --n-workers 2 > "$log/nbtest.out" 2> "$log/nbtest.err"
 nb_rc=$?
 cat "$log/nbtest.out"; tail -n 200 "$log/nbtest.err"
-nb_total=$(grep -c '^Starting ' "$log/nbtest.out" || true)
+nb_total=$(grep -o 'Starting [^ ]*\.ipynb' "$log/nbtest.out" | wc -l)   # two workers may print on one line
 nb_failed=$(awk '/Failed On The Following Notebooks/{f=1;next} f && /^\t/{n++} END{print n+0}' "$log/nbtest.err")
 if [ "$nb_rc" != 0 ] && [ "$nb_failed" = 0 ]; then nb_failed=1; fi
 nb_passed=$(( nb_total - nb_failed )); [ $nb_passed -lt 0 ] && nb_passed=0
