@@ -8,7 +8,7 @@ Deterministic on one machine: fixed seeds, one thread per process, a fixed data 
 files). Not promised bit-identical across machines or torch versions. The build runs the vision and the language
 tower in two processes, one core each.
 """
-import argparse, json, os, sys, time
+import argparse, json, os, time
 from pathlib import Path
 
 for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

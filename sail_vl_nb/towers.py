@@ -4,8 +4,8 @@
 
 # %% ../nbs/09_towers.ipynb #03d57e0c
 from __future__ import annotations
-import copy, hashlib, json, math, os, platform, random, sys, time
-from dataclasses import asdict, dataclass, field
+import copy, hashlib, json, math, os, platform, random, time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 import torch
