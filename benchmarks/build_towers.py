@@ -33,8 +33,7 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
     from transformers import InternVLVisionModel
     from sail_vl_nb.config import get_config
     from sail_vl_nb.evaluate import blind_answerer, constant_answerer, make_benchmark, run_benchmarks
-    from sail_vl_nb.towers import (alignment_run, alignment_samples, build_model, pretrained_towers, probe_accuracies,
-                                   probe_set, reading_accuracy)
+    from sail_vl_nb.towers import alignment_samples, build_model, probe_accuracies, probe_set, reading_accuracy
     meta_path = root / "meta.json"
     meta = json.loads(meta_path.read_text())
     if probe:
@@ -43,11 +42,12 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
         probes = probe_set(600, image_size=cfg.tile_size, seed=0)
         torch.manual_seed(0)
         rand = InternVLVisionModel(cfg.vision_config)
-        pre = build_model(scale, root=root).vision_model
+        model = build_model(scale, root=root)                    # loaded (and digest-checked) once for both towers
+        pre = model.vision_model
         meta["probe"] = {f"{who}/{pool}": probe_accuracies(vm, probes, pool)
                          for who, vm in (("pretrained", pre), ("random", rand)) for pool in ("mean", "tokens")}
         bench = make_benchmark(100, image_size=cfg.tile_size)
-        lm = build_model(scale, root=root).language_model
+        lm = model.language_model
         meta["reading"] = {"caption": reading_accuracy(lm, scale, bench), "no_caption": reading_accuracy(lm, scale, bench, blind=True)}
         print(json.dumps({"probe": meta["probe"], "reading": meta["reading"]}, indent=1), f"({time.perf_counter() - t0:.0f} s)")
         meta_path.write_text(json.dumps(meta, indent=1))
