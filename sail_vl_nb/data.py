@@ -50,31 +50,53 @@ class Encoded:
 class EncodedDataset(torch.utils.data.Dataset):
     "Samples encoded once by a `SailVLProcessor`; rejected samples are kept with their reason."
     def __init__(self, samples, processor: SailVLProcessor, max_length: int | None = None, overflow: str = "reject",
-                 progress: bool = True):
+                 progress: bool = True, chunk_size: int = 1024):
         if overflow not in ("reject", "truncate"): raise ValueError(f"overflow must be 'reject' or 'truncate', got {overflow!r}")
+        if not (isinstance(chunk_size, int) and chunk_size >= 1): raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         self.processor, self.max_length, self.overflow = processor, max_length, overflow
         self.items, self.rejected, self.truncated, self.n_in = [], [], 0, 0
-        ctx = processor.ids["img_context"]
-        for s in tqdm(samples, desc="encoding", disable=not progress or len(samples) < 2000, leave=False):
-            self.n_in += 1
-            sid = s.get("id", f"sample {self.n_in - 1}") if isinstance(s, dict) else f"sample {self.n_in - 1}"
-            try:
-                ids, labels, tiles = processor.encode(s["messages"], s.get("images") or [], name=sid)
-            except (ValueError, KeyError, TypeError) as e:
-                self.rejected.append({"id": sid, "reason": "bad_input", "detail": str(e)}); continue
-            if max_length and len(ids) > max_length:
-                last_img = max((i for i, t in enumerate(ids) if t == ctx), default=-1)
-                cut_ok = overflow == "truncate" and last_img + 2 <= max_length and any(l != -100 for l in labels[:max_length])
-                if not cut_ok:
-                    self.rejected.append({"id": sid, "reason": "too_long", "detail": f"{len(ids)} > {max_length}"}); continue
-                ids, labels = ids[:max_length], labels[:max_length]; self.truncated += 1
-            if all(l == -100 for l in labels):
-                self.rejected.append({"id": sid, "reason": "no_target", "detail": "no assistant tokens to learn"}); continue
-            pv = torch.from_numpy(np.stack([processor.image_processor.normalize(t) for per in tiles for t in per])) if tiles else None
-            self.items.append(Encoded(sid, ids, labels, pv))
+        samples, self._pixels, self._pieces = list(samples), {}, {}   # pixel tensors and token ids, reused across chunks
+        with tqdm(total=len(samples), desc="encoding", disable=not progress or len(samples) < 2000, leave=False) as bar:
+            for start in range(0, len(samples), chunk_size):      # chunks bound the tiles held at once
+                self._add(samples[start:start + chunk_size]); bar.update(min(chunk_size, len(samples) - start))
+        del self._pixels, self._pieces
         if not self.items:
             raise ValueError(f"empty dataset: all {self.n_in} samples were rejected ({self.reasons()})" if self.n_in
                              else "empty dataset: no samples given")
+
+    def _add(self, samples):
+        "Encode one chunk with `encode_batch`; samples that show the same image objects share one pixel tensor."
+        proc, max_length, ctx = self.processor, self.max_length, self.processor.ids["img_context"]
+        sids, args = [], []
+        for s in samples:
+            sid = s.get("id", f"sample {self.n_in}") if isinstance(s, dict) else f"sample {self.n_in}"
+            self.n_in += 1; sids.append(sid)
+            try: args.append((s["messages"], s.get("images") or [], sid))
+            except (ValueError, KeyError, TypeError) as e: args.append(e)
+        ok = [a for a in args if not isinstance(a, Exception)]
+        done = iter(proc.encode_batch(ok, errors="return", cache=self._pieces))
+        for sid, a in zip(sids, args):
+            r = a if isinstance(a, Exception) else next(done)
+            if isinstance(r, Exception):
+                self.rejected.append({"id": sid, "reason": "bad_input", "detail": str(r)}); continue
+            ids, labels, tiles = r
+            if max_length and len(ids) > max_length:
+                last_img = max((i for i, t in enumerate(ids) if t == ctx), default=-1)
+                cut_ok = self.overflow == "truncate" and last_img + 2 <= max_length and any(l != -100 for l in labels[:max_length])
+                if not cut_ok:
+                    self.rejected.append({"id": sid, "reason": "too_long", "detail": f"{len(ids)} > {max_length}"}); continue
+                ids, labels = ids[:max_length], labels[:max_length]; self.truncated += 1
+            if labels.count(-100) == len(labels):
+                self.rejected.append({"id": sid, "reason": "no_target", "detail": "no assistant tokens to learn"}); continue
+            self.items.append(Encoded(sid, ids, labels, self._pixel_values(a[1], tiles) if tiles else None))
+
+    def _pixel_values(self, images, tiles):
+        "Normalised tiles of a sample, computed once per distinct list of image objects (`samples` keeps them alive)."
+        key = tuple(map(id, images)) if isinstance(images, (list, tuple)) else None
+        if key in self._pixels: return self._pixels[key][1]
+        pv = torch.from_numpy(np.stack([self.processor.image_processor.normalize(t) for per in tiles for t in per]))
+        if key is not None: self._pixels[key] = (tuple(images), pv)
+        return pv
 
     def __len__(self): return len(self.items)
     def __getitem__(self, i): return self.items[i]

@@ -8,13 +8,15 @@ way SAIL-VL averages; caption metrics that compare with references (CIDEr, BLEU-
 from __future__ import annotations
 import hashlib, io, math, random, re
 from collections import Counter, defaultdict
+import numpy as np
 from .world import (CATEGORIES, COLORS, SHAPES, WORDS, load_scene, make_record, make_world, objects_in_text,
                               png_bytes)
 
 # %% auto #0
-__all__ = ['BENCH_SEED', 'BENCH_SPLIT', 'make_benchmark', 'image_overlap', 'normalize_answer', 'score_answer', 'run_benchmarks',
-           'score_predictions', 'oracle_answerer', 'constant_answerer', 'random_answerer', 'blind_answerer',
-           'object_scores', 'caption_metrics']
+__all__ = ['BENCH_SEED', 'BENCH_SPLIT', 'ABLATIONS', 'BLANK_GREY', 'make_benchmark', 'image_overlap', 'normalize_answer',
+           'score_answer', 'run_benchmarks', 'score_predictions', 'oracle_answerer', 'constant_answerer',
+           'random_answerer', 'blind_answerer', 'ablate_images', 'cluster_bootstrap', 'paired_gain', 'cluster_ci',
+           'visual_gain', 'gain_table', 'tag_table', 'plot_gain', 'object_scores', 'caption_metrics']
 
 # %% ../nbs/05_evaluate.ipynb #4acaca40
 BENCH_SEED = 0
@@ -127,8 +129,8 @@ def score_answer(pred, gold) -> float:
 
 # %% ../nbs/05_evaluate.ipynb #35922249
 def run_benchmarks(model, processor, bench, batch_size: int = 16, max_new_tokens: int = 16, progress: bool = True,
-                   return_predictions: bool = False) -> dict:
-    "Accuracy per category, `overall` (mean of the categories), `n` per category and `by_level`."
+                   return_predictions: bool = False, return_items: bool = False) -> dict:
+    "Accuracy per category, `overall` (mean of the categories), `n` per category and `by_level` (`items`: per item)."
     if bench is None or len(bench) == 0: raise ValueError("bench is empty")
     missing = {"image", "question", "answer", "category", "level"} - set(bench.column_names)
     if missing: raise ValueError(f"bench lacks columns {sorted(missing)}")
@@ -149,15 +151,15 @@ def run_benchmarks(model, processor, bench, batch_size: int = 16, max_new_tokens
             if len(out) != len(batch["question"]):
                 raise ValueError(f"the answerer returned {len(out)} answers for {len(batch['question'])} questions")
             preds += out; bar.update(len(out))
-    return score_predictions(preds, bench, return_predictions)
+    return score_predictions(preds, bench, return_predictions, return_items)
 
-def score_predictions(preds: list[str], bench, return_predictions: bool = False) -> dict:
-    "The `run_benchmarks` result for answers already produced."
+def score_predictions(preds: list[str], bench, return_predictions: bool = False, return_items: bool = False) -> dict:
+    "The `run_benchmarks` result for answers already produced; `return_items` adds each item's 0/1 outcome."
     if len(preds) != len(bench): raise ValueError(f"{len(preds)} predictions for {len(bench)} items")
-    hits = defaultdict(list)
+    hits, scores = defaultdict(list), []
     for p, g, c, l in zip(preds, bench["answer"], bench["category"], bench["level"]):
         s = score_answer(p, g)
-        hits[c].append(s); hits[(c, l)].append(s)
+        hits[c].append(s); hits[(c, l)].append(s); scores.append(s)
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     res = {c: mean(hits[c]) for c in CATEGORIES}
     present = [res[c] for c in CATEGORIES if hits[c]]
@@ -165,6 +167,11 @@ def score_predictions(preds: list[str], bench, return_predictions: bool = False)
     res["n"] = {c: len(hits[c]) for c in CATEGORIES}
     res["by_level"] = {c: {l: mean(hits[(c, l)]) for l in (1, 2, 3) if hits[(c, l)]} for c in CATEGORIES}
     if return_predictions: res["predictions"] = list(preds)
+    if return_items:
+        col = lambda k, default: bench[k] if k in bench.column_names else default
+        ids = col("id", [str(i) for i in range(len(bench))])
+        res["items"] = [dict(id=i, source_id=s, category=c, level=l, tag=t, correct=int(x)) for i, s, c, l, t, x in
+                        zip(ids, col("source_id", ids), bench["category"], bench["level"], col("tag", [None] * len(bench)), scores)]
     return res
 
 # %% ../nbs/05_evaluate.ipynb #83d5093a
@@ -211,6 +218,154 @@ def blind_answerer(world):
             if table.get(key): return table[key].most_common(1)[0][0]
         return overall.most_common(1)[0][0]
     return lambda images, questions: [pick(q) for q in questions]
+
+# %% ../nbs/05_evaluate.ipynb #8930b133
+ABLATIONS = ("blank", "shuffle")
+BLANK_GREY = (128, 128, 128)
+
+def _bytes(x) -> bytes:
+    "The encoded picture of a datasets image record {'bytes', 'path'}."
+    if x.get("bytes"): return x["bytes"]
+    with open(x["path"], "rb") as f: return f.read()
+
+def ablate_images(bench, mode: str = "blank", seed: int = 0):
+    """A copy of `bench` with the pictures taken away: `"blank"` puts a mid-grey image of the same size in place of each;
+    `"shuffle"` gives every picture (`source_id`) another one's picture, never one with the same pixels (seeded)."""
+    from datasets import Dataset, Image as HFImage
+    from PIL import Image
+    if mode not in ABLATIONS: raise ValueError(f"unknown ablation mode {mode!r}: use one of {ABLATIONS}")
+    if len(bench) == 0: raise ValueError("bench is empty")
+    raw = bench.cast_column("image", HFImage(decode=False))
+    ims = raw["image"]
+    if mode == "blank":
+        sizes = [Image.open(io.BytesIO(_bytes(x))).size for x in ims]      # reads the header only
+        grey = {wh: {"bytes": png_bytes(Image.new("RGB", wh, BLANK_GREY)), "path": None} for wh in set(sizes)}
+        new = [grey[wh] for wh in sizes]
+    else:
+        src = raw["source_id"] if "source_id" in raw.column_names else [_image_key(_bytes(x)) for x in ims]
+        first = {}
+        for s, x in zip(src, ims): first.setdefault(s, x)
+        names = list(first)
+        keys = [_image_key(_bytes(first[s])) for s in names]
+        rng = np.random.default_rng(seed)
+        for _ in range(1000):                      # a random derangement: about one permutation in e qualifies
+            perm = rng.permutation(len(names))
+            if all(keys[j] != k for j, k in zip(perm, keys)): break
+        else: raise ValueError(f"cannot shuffle: {len(set(keys))} distinct pictures among {len(names)} sources, "
+                               "too few to give every source another picture")
+        moved = {s: first[names[j]] for s, j in zip(names, perm)}
+        new = [moved[s] for s in src]
+    cols = {c: (new if c == "image" else raw[c]) for c in raw.column_names}
+    return Dataset.from_dict(cols, features=raw.features).cast_column("image", bench.features["image"])
+
+# %% ../nbs/05_evaluate.ipynb #8869a55f
+def _codes(xs) -> tuple:
+    "Integer code of each element (distinct elements numbered in order of first appearance), and those elements."
+    d = {}
+    return np.array([d.setdefault(x, len(d)) for x in xs], dtype=int), list(d)
+
+def cluster_bootstrap(values, clusters, groups=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of `values` per group and `overall` (the mean of the group means), each with a percentile interval from a
+    cluster bootstrap: clusters are drawn with replacement and every item of a drawn cluster comes along."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) == 0: raise ValueError("values must be a non-empty 1-D sequence")
+    if not np.isfinite(v).all(): raise ValueError("values must be finite numbers")
+    groups = ["all"] * len(v) if groups is None else list(groups)
+    if len(clusters) != len(v) or len(groups) != len(v):
+        raise ValueError(f"{len(v)} values but {len(clusters)} clusters and {len(groups)} groups")
+    if not (isinstance(n_boot, int) and n_boot >= 1): raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
+    if not 0 < level < 1: raise ValueError(f"level must be in (0, 1), got {level!r}")
+    (ci, cs), (gi, gs) = _codes(clusters), _codes(groups)
+    S, N = np.zeros((len(cs), len(gs))), np.zeros((len(cs), len(gs)))
+    np.add.at(S, (ci, gi), v); np.add.at(N, (ci, gi), 1)
+    draws = np.random.default_rng(seed).integers(0, len(cs), size=(n_boot, len(cs)))
+    K = np.bincount((draws + len(cs) * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * len(cs))
+    K = K.reshape(n_boot, len(cs)).astype(float)            # how often each cluster was drawn, per resample
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (K @ S) / (K @ N)                              # group means per resample (NaN: group not drawn)
+    boot = np.column_stack([boot, np.nanmean(boot, axis=1)])
+    lo, hi = np.nanpercentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    est = S.sum(0) / N.sum(0)
+    names = gs + ["overall"]
+    return {"estimate": dict(zip(names, [*map(float, est), float(est.mean())])),
+            "ci": {g: (float(a), float(b)) for g, a, b in zip(names, lo, hi)},
+            "n": dict(zip(gs, map(int, N.sum(0)))), "clusters": len(cs), "n_boot": n_boot, "level": level}
+
+def _groups(items, by):
+    if by is None: return None
+    return [x[by] for x in items] if isinstance(by, str) else [tuple(x[k] for k in by) for x in items]
+
+def paired_gain(a_items, b_items, by="category", n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Accuracy of `a_items` minus `b_items` — two item lists of `score_predictions(..., return_items=True)` on the
+    same items — per `by` (a key, a tuple of keys, or None) and overall, with cluster-bootstrap intervals (pictures)."""
+    if len(a_items) != len(b_items): raise ValueError(f"{len(a_items)} items against {len(b_items)}: pair outcomes on the same items")
+    bad = next((i for i, (x, y) in enumerate(zip(a_items, b_items)) if x["id"] != y["id"]), None)
+    if bad is not None: raise ValueError(f"the item lists differ: item {bad} is {a_items[bad]['id']!r} and {b_items[bad]['id']!r}")
+    diff = [x["correct"] - y["correct"] for x, y in zip(a_items, b_items)]
+    return cluster_bootstrap(diff, [x["source_id"] for x in a_items], _groups(a_items, by), n_boot, seed, level)
+
+def cluster_ci(items, by="category", n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    "Accuracy of one item list per `by` and overall, with cluster-bootstrap intervals (pictures resampled)."
+    return cluster_bootstrap([x["correct"] for x in items], [x["source_id"] for x in items], _groups(items, by), n_boot, seed, level)
+
+# %% ../nbs/05_evaluate.ipynb #2e7d821c
+def visual_gain(model, processor, bench, ablation: str = "blank", prior=None, n_boot: int = 2000, seed: int = 0,
+                level: float = 0.95, batch_size: int = 16, max_new_tokens: int = 16, progress: bool = True) -> dict:
+    """Accuracy with the real pictures minus with them taken away (`ablate_images(bench, ablation)`), per category and
+    overall, with cluster-bootstrap intervals; gains per level; accuracies per tag (with a `prior` answerer's too)."""
+    if ablation not in ABLATIONS: raise ValueError(f"unknown ablation mode {ablation!r}: use one of {ABLATIONS}")
+    run = lambda m, p, b: run_benchmarks(m, p, b, batch_size, max_new_tokens, progress, return_items=True)
+    real = run(model, processor, bench)
+    ablated = run(model, processor, ablate_images(bench, ablation, seed))
+    pri = run(prior, None, bench) if prior is not None else None
+    boot = lambda by: paired_gain(real["items"], ablated["items"], by, n_boot, seed, level)
+    g, gl = boot("category"), boot(("category", "level"))
+    cats = [c for c in CATEGORIES if c in g["estimate"]] + ["overall"]
+    tags = defaultdict(list)
+    for i, x in enumerate(real["items"]): tags[x["tag"]].append(i)
+    acc = lambda res, ix: sum(res["items"][i]["correct"] for i in ix) / len(ix)
+    by_tag = {t: {"category": real["items"][ix[0]]["category"], "level": real["items"][ix[0]]["level"], "n": len(ix),
+                  "real": acc(real, ix), "ablated": acc(ablated, ix), **({"prior": acc(pri, ix)} if pri else {})}
+              for t, ix in tags.items()}
+    return {"ablation": ablation, "real": real, "ablated": ablated, "prior": pri,
+            "gain": {c: g["estimate"][c] for c in cats}, "ci": {c: g["ci"][c] for c in cats},
+            "by_level": {c: {l: gl["estimate"][(c, l)] for l in (1, 2, 3) if (c, l) in gl["estimate"]} for c in cats[:-1]},
+            "by_level_ci": {c: {l: gl["ci"][(c, l)] for l in (1, 2, 3) if (c, l) in gl["ci"]} for c in cats[:-1]},
+            "by_tag": by_tag, "n_boot": n_boot, "level": level}
+
+def gain_table(result):
+    "Per category and overall: accuracy real, ablated (named after the ablation), prior (if scored), gain and its CI."
+    import pandas as pd
+    rows = list(result["gain"])
+    runs = {"real": result["real"], result["ablation"]: result["ablated"], **({"prior": result["prior"]} if result["prior"] else {})}
+    df = pd.DataFrame({k: [r[c] for c in rows] for k, r in runs.items()}, index=rows)
+    df["gain"] = [result["gain"][c] for c in rows]
+    df["CI low"], df["CI high"] = [result["ci"][c][0] for c in rows], [result["ci"][c][1] for c in rows]
+    return df
+
+def tag_table(result):
+    "The diagnosis map: per question tag its category, level, items, accuracy real / ablated / prior and the gain."
+    import pandas as pd
+    rows = [{"tag": t, "category": d["category"], "level": d["level"], "n": d["n"], "real": d["real"],
+             result["ablation"]: d["ablated"], **({"prior": d["prior"]} if "prior" in d else {}), "gain": d["real"] - d["ablated"]}
+            for t, d in result["by_tag"].items()]
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    df = pd.DataFrame(rows).assign(_c=lambda d: d["category"].map(order))
+    return df.sort_values(["_c", "level", "tag"]).drop(columns="_c").reset_index(drop=True)
+
+def plot_gain(result, ax=None):
+    "Grouped bars per category and overall — accuracy real, ablated, prior — with each gain and its interval above."
+    import matplotlib.pyplot as plt
+    t = gain_table(result)
+    bars = [c for c in t.columns if c not in ("gain", "CI low", "CI high")]
+    ax = ax or plt.subplots(figsize=(8, 3.4))[1]
+    w, x = 0.8 / len(bars), np.arange(len(t))
+    for k, col in enumerate(bars): ax.bar(x + (k - (len(bars) - 1) / 2) * w, t[col], w, label=col)
+    for i, (g, lo, hi) in enumerate(zip(t["gain"], t["CI low"], t["CI high"])):
+        ax.text(i, 1.03, f"gain {g:+.2f}\n[{lo:+.2f}, {hi:+.2f}]", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, t.index); ax.set_ylim(0, 1.3); ax.set_ylabel("accuracy"); ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_title(f"visual gain = real − {result['ablation']} ({result['level']:.0%} cluster-bootstrap interval)", fontsize=10)
+    return ax
 
 # %% ../nbs/05_evaluate.ipynb #fd4018b0
 def _tok(s: str) -> str: return " ".join(re.findall(r"[a-z0-9]+", s.lower()))

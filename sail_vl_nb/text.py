@@ -201,6 +201,40 @@ class SailVLProcessor:
 
     def encode(self, messages, images=(), name="sample", add_generation_prompt=False):
         "One conversation → (input_ids, labels, tiles as PIL list per image)."
+        return self.encode_batch([(messages, images, name)], add_generation_prompt)[0]
+
+    def encode_batch(self, samples, add_generation_prompt: bool = False, errors: str = "raise", cache: dict | None = None) -> list:
+        """`encode` for many `(messages, images, name)` samples at once, with the same results: every distinct text
+        piece is tokenized once, all in one batched call, and every image object is tiled once. `errors="return"`
+        puts a bad sample's exception in its place in the list; `"raise"` raises the first one. `cache` (a dict, text
+        piece → token ids) carries tokenized pieces from one call to the next."""
+        if errors not in ("raise", "return"): raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+        seen = {}                                   # id(image) -> (image, tiles); holding the image keeps its id unique
+        def tiles_of(img):
+            if id(img) not in seen: seen[id(img)] = (img, self.image_processor.tiles(load_image(img)))
+            return seen[id(img)][1]
+        out = []
+        for messages, images, name in samples:
+            try: out.append((name, *self._prepare(messages, images, name, tiles_of)))
+            except (ValueError, KeyError, TypeError) as e: out.append(e)
+        pieces = {"assistant\n"} if add_generation_prompt else set()
+        for r in out:
+            if isinstance(r, Exception): continue
+            for m in r[1]: pieces.add(m["role"] + "\n"); pieces.update(m["content"].split(IMAGE_TAG))
+        enc = {"": []} if cache is None else cache
+        enc.setdefault("", [])
+        pieces = sorted(p for p in pieces if p not in enc)
+        if pieces: enc.update(zip(pieces, self.tokenizer(pieces, add_special_tokens=False, split_special_tokens=True)["input_ids"]))
+        for i, r in enumerate(out):
+            if isinstance(r, Exception): continue
+            try: out[i] = self._assemble(*r, enc, add_generation_prompt)
+            except ValueError as e: out[i] = e
+        bad = next((r for r in out if isinstance(r, Exception)), None)
+        if bad is not None and errors == "raise": raise bad
+        return out
+
+    def _prepare(self, messages, images, name, tiles_of):
+        "Check one sample, add its image tags and the system message, tile its images → (messages, tiles)."
         images = list(images or [])
         self._check(messages, images, name)
         messages = [dict(m) for m in messages]
@@ -211,23 +245,27 @@ class SailVLProcessor:
             messages.insert(0, {"role": "system", "content": self.system_message})
         tiles = []
         for k, img in enumerate(images):
-            try: tiles.append(self.image_processor.tiles(load_image(img)))
+            try: tiles.append(tiles_of(img))
             except Exception as e: raise ValueError(f"{name}: image {k} cannot be decoded: {type(e).__name__}: {e}") from None
+        return messages, tiles
+
+    def _assemble(self, name, messages, tiles, enc: dict, add_generation_prompt):
+        "Token ids and labels of prepared `messages`, with `enc` mapping each text piece to its token ids."
         ids, labels, k = [], [], 0
         for m in messages:
-            head = [self.ids["im_start"]] + self._enc(m["role"] + "\n")
+            head = [self.ids["im_start"]] + enc[m["role"] + "\n"]
             body = []
             for j, part in enumerate(m["content"].split(IMAGE_TAG)):
                 if j:
                     body += [self.ids["img_start"]] + [self.ids["img_context"]] * (self.num_image_token * len(tiles[k])) + [self.ids["img_end"]]
                     k += 1
-                body += self._enc(part)
+                body += enc[part]
             tail = [self.ids["im_end"]]
             learn = m["role"] == "assistant"
             ids += head + body + tail + self._nl
             labels += [-100] * len(head) + (body + tail if learn else [-100] * (len(body) + 1)) + [-100] * len(self._nl)
         if add_generation_prompt:
-            gen = [self.ids["im_start"]] + self._enc("assistant\n")
+            gen = [self.ids["im_start"]] + enc["assistant\n"]
             ids += gen; labels += [-100] * len(gen)
         if self.max_length and len(ids) > self.max_length:
             raise ValueError(f"{name}: {len(ids)} tokens exceed max_length={self.max_length}")
@@ -246,7 +284,7 @@ class SailVLProcessor:
         names = names or [f"sample {i}" for i in range(len(conversations))]
         side = padding_side or self.padding_side
         if side not in ("left", "right"): raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        enc = [self.encode(c, im, n, add_generation_prompt) for c, im, n in zip(conversations, images, names)]
+        enc = self.encode_batch(list(zip(conversations, images, names)), add_generation_prompt)
         L = max(len(e[0]) for e in enc)
         ids = torch.full((len(enc), L), self.pad_id, dtype=torch.long)
         lab = torch.full((len(enc), L), -100, dtype=torch.long)

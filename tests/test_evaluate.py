@@ -2,11 +2,14 @@
 import math, random, sys, types
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from sail_vl_nb.evaluate import (BENCH_SEED, caption_metrics, constant_answerer, image_overlap, make_benchmark,
-                                 normalize_answer, object_scores, oracle_answerer, random_answerer, run_benchmarks,
-                                 score_answer, score_predictions)
+from sail_vl_nb.evaluate import (BENCH_SEED, BLANK_GREY, ablate_images, blind_answerer, caption_metrics,
+                                 cluster_bootstrap, cluster_ci, constant_answerer, gain_table, image_overlap,
+                                 make_benchmark, normalize_answer, object_scores, oracle_answerer, paired_gain,
+                                 random_answerer, run_benchmarks, score_answer, score_predictions, tag_table,
+                                 visual_gain)
 from sail_vl_nb.world import CATEGORIES, alt_text, image_digest, make_world, reference_caption
 
 N = 60   # items per category in these tests
@@ -172,6 +175,98 @@ def test_run_benchmarks_rejects_empty_or_foreign_sets(bench):
         run_benchmarks(constant_answerer(), None, bench.select([]), progress=False)
     with pytest.raises(ValueError, match="lacks columns"):
         run_benchmarks(constant_answerer(), None, bench.remove_columns(["answer"]), progress=False)
+
+
+# ---------------------------------------------------------------- the blindness gate
+def _items(correct, per_picture=4):
+    return [dict(id=f"i{k}", source_id=f"p{k // per_picture}", category=CATEGORIES[k % 4], level=1 + k % 3, tag="t",
+                 correct=int(c)) for k, c in enumerate(correct)]
+
+
+def test_items_agree_with_the_scores(bench):
+    r = run_benchmarks(random_answerer(1), None, bench, progress=False, return_items=True)
+    assert [x["id"] for x in r["items"]] == bench["id"] and [x["source_id"] for x in r["items"]] == bench["source_id"]
+    for c in CATEGORIES:
+        got = [x["correct"] for x in r["items"] if x["category"] == c]
+        assert set(got) <= {0, 1} and sum(got) / len(got) == pytest.approx(r[c])
+    assert "items" not in run_benchmarks(random_answerer(1), None, bench, progress=False)
+
+
+def test_blank_ablation(bench):
+    ab = ablate_images(bench, "blank")
+    assert ab["id"] == bench["id"] and ab["question"] == bench["question"] and ab.features == bench.features
+    for im, ref in zip(ab.select(range(0, len(bench), 9))["image"], bench.select(range(0, len(bench), 9))["image"]):
+        assert im.size == ref.size and (np.asarray(im.convert("RGB")) == BLANK_GREY).all()
+
+
+def test_shuffle_moves_every_picture_and_keeps_the_set(bench):
+    from sail_vl_nb.evaluate import _image_key
+    ab = ablate_images(bench, "shuffle", seed=3)
+    real, moved = [_image_key(im) for im in bench["image"]], [_image_key(im) for im in ab["image"]]
+    assert all(a != b for a, b in zip(real, moved))
+    per_source = lambda keys: dict(zip(bench["source_id"], keys))
+    assert Counter(per_source(real).values()) == Counter(per_source(moved).values())
+    assert [_image_key(im) for im in ablate_images(bench, "shuffle", seed=3)["image"]] == moved
+
+
+def test_ablate_images_bad_input(bench):
+    with pytest.raises(ValueError, match="unknown ablation mode"):
+        ablate_images(bench, "noise")
+    with pytest.raises(ValueError, match="cannot shuffle"):
+        ablate_images(bench.select([0]), "shuffle")
+
+
+def test_bootstrap_known_cases():
+    g = paired_gain(_items([1] * 48), _items([0] * 48))
+    assert g["estimate"] == {**{c: 1.0 for c in CATEGORIES}, "overall": 1.0}
+    assert all(ci == (1.0, 1.0) for ci in g["ci"].values()) and g["clusters"] == 12
+    z = paired_gain(_items([1, 0, 1] * 16), _items([1, 0, 1] * 16), by=("category", "level"))
+    assert set(z["estimate"].values()) == {0.0} and set(z["ci"].values()) == {(0.0, 0.0)}
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (80, 800, 8000):
+        ci = paired_gain(_items(rng.random(n) < 0.8), _items(rng.random(n) < 0.3), by=None)["ci"]["overall"]
+        widths.append(ci[1] - ci[0])
+    assert widths[0] > 2 * widths[1] > 4 * widths[2] > 0
+
+
+def test_bootstrap_is_seeded_and_fast():
+    import time
+    rng = np.random.default_rng(2)
+    a, b = _items(rng.random(800) < 0.6), _items(rng.random(800) < 0.5)
+    t = time.perf_counter(); g1 = paired_gain(a, b, seed=5); elapsed = time.perf_counter() - t
+    assert g1 == paired_gain(a, b, seed=5) and g1["ci"] != paired_gain(a, b, seed=6)["ci"]
+    assert elapsed < 1.0
+    lo, hi = cluster_ci(a, by=None)["ci"]["overall"]
+    assert lo < sum(x["correct"] for x in a) / 800 < hi
+
+
+@pytest.mark.parametrize("b,msg", [(_items([0] * 7), "same items"), (_items([0] * 7) + [dict(_items([0])[0], id="x")], "differ")])
+def test_paired_gain_bad_input(b, msg):
+    with pytest.raises(ValueError, match=msg):
+        paired_gain(_items([1] * 8), b)
+
+
+def test_cluster_bootstrap_bad_input():
+    for kw, msg in [(dict(values=[1, 0], clusters=["p"]), "clusters"), (dict(values=[], clusters=[]), "non-empty"),
+                    (dict(values=[1, 0], clusters="pq", n_boot=0), "n_boot"), (dict(values=[1, 0], clusters="pq", level=1.5), "level")]:
+        with pytest.raises(ValueError, match=msg):
+            cluster_bootstrap(**kw)
+
+
+def test_visual_gain_of_blind_and_oracle(bench):
+    blind = blind_answerer(make_world(300, seed=0))
+    b = visual_gain(blind, None, bench, prior=blind, n_boot=500, progress=False)
+    assert all(b["gain"][c] == 0.0 and b["ci"][c] == (0.0, 0.0) for c in (*CATEGORIES, "overall"))
+    o = visual_gain(oracle_answerer(bench), None, bench, n_boot=500, progress=False)
+    assert o["gain"]["overall"] == 1.0 and o["ablated"]["overall"] == 0.0 and o["prior"] is None
+    s = visual_gain(oracle_answerer(bench), None, bench, "shuffle", n_boot=500, progress=False)
+    assert s["gain"]["overall"] > 0.5 and s["ci"]["overall"][0] > 0.5
+    assert s["gain"]["overall"] == pytest.approx(s["real"]["overall"] - s["ablated"]["overall"])
+    t = gain_table(b)
+    assert list(t.index) == [*CATEGORIES, "overall"] and list(t.columns) == ["real", "blank", "prior", "gain", "CI low", "CI high"]
+    tt = tag_table(o)
+    assert tt["n"].sum() == len(bench) and (tt["gain"] == 1.0).all() and "prior" not in tt.columns
 
 
 # ---------------------------------------------------------------- caption metrics
