@@ -13,7 +13,8 @@ def set_offline():
     for v in OFFLINE_VARS: os.environ.setdefault(v, "1")
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'set_offline', 'cmd_smoke', 'cmd_scales', 'cmd_train', 'build_parser', 'main']
+__all__ = ['OFFLINE_VARS', 'TASKS', 'set_offline', 'cmd_smoke', 'cmd_scales', 'cmd_train', 'evaluate_gate', 'build_parser',
+           'main']
 
 # %% ../nbs/11_cli.ipynb #8c5b01fc
 def cmd_smoke(args) -> dict:
@@ -59,7 +60,7 @@ def cmd_train(args) -> dict:
     "Train on world data with a stage config; optionally evaluate."
     import torch
     from sail_vl_nb.config import get_config
-    from sail_vl_nb.data import caption_samples, vqa_samples
+    from sail_vl_nb.data import caption_samples, conversation_samples, vqa_samples
     from sail_vl_nb.model import SailVLForConditionalGeneration
     from sail_vl_nb.text import SailVLProcessor, default_tokenizer
     from sail_vl_nb.train import load_stage, train_stage
@@ -77,22 +78,50 @@ def cmd_train(args) -> dict:
         try: model = build_model(args.scale, seed=stage.seed)
         except FileNotFoundError as e:
             raise SystemExit(f"sail-vl train: {e}. Pass --random-init to train scale {args.scale!r} from random init.")
-    world = make_world(args.n_world, seed=args.world_seed, image_size=cfg.tile_size)
+    data = {"task": "vqa", "n_world": 2000, "world_seed": 0, **stage.data}        # the stage's defaults, then the flags
+    data.update({k: v for k, v in (("task", args.task), ("n_world", args.n_world), ("world_seed", args.world_seed)) if v is not None})
+    if data["task"] not in TASKS: raise ValueError(f"unknown task {data['task']!r}; choose one of {list(TASKS)}")
+    t0 = time.perf_counter()
+    world = make_world(data["n_world"], seed=data["world_seed"], image_size=cfg.tile_size, progress=True)
     samples = {"vqa": lambda: vqa_samples(world), "caption": lambda: caption_samples(world),
-               "mixed": lambda: vqa_samples(world) + caption_samples(world)}[args.task]()
+               "mixed": lambda: vqa_samples(world) + caption_samples(world),
+               "conversations": lambda: conversation_samples(world),
+               "conversations+caption": lambda: conversation_samples(world, describe=True)}[data["task"]]()
+    print(f"sail-vl train: {data['n_world']} world pictures (seed {data['world_seed']}) -> {len(samples)} {data['task']} samples"
+          f" in {time.perf_counter() - t0:.0f} s")
     out = args.out or f"runs/{stage.name}"
     res = train_stage(model, proc, stage, samples, out, resume=args.resume)
     print(f"sail-vl train: {stage.name} {res.steps} steps, loss {res.history[0]['loss'] if res.history else float('nan'):.3f}"
           f" -> {res.final_loss:.3f}, {res.tokens_per_s:.0f} tokens/s, data {res.data['kept']}/{res.data['n_in']} used"
           f" (rejected {res.data['reasons']}); model in {out}/final")
     summary = {"steps": res.steps, "first_loss": res.history[0]["loss"] if res.history else float("nan"),
-               "final_loss": res.final_loss, "out": out}
+               "final_loss": res.final_loss, "out": out, "data": data, "train_s": round(res.wall_s, 1)}
     if args.eval:
-        from sail_vl_nb.evaluate import make_benchmark, run_benchmarks
-        scores = run_benchmarks(model.eval(), proc, make_benchmark(n_per_category=args.eval, image_size=cfg.tile_size))
-        print("benchmarks:", {k: round(v, 3) for k, v in scores.items() if isinstance(v, float)})
-        summary["scores"] = scores
+        summary["gate"] = evaluate_gate(model, proc, world, args.eval, args.bench_seed, out)
     return summary
+
+TASKS = ("vqa", "caption", "mixed", "conversations", "conversations+caption")
+
+def evaluate_gate(model, proc, world, n_per_category: int, bench_seed: int, out) -> dict:
+    """Score `model` on the standard benchmark with real and blank pictures and against the language prior of
+    `world`; print the table and write `out/eval.json` (the blindness gate of `05_evaluate`)."""
+    import json
+    from pathlib import Path
+    from sail_vl_nb.evaluate import blind_answerer, gain_table, make_benchmark, visual_gain
+    t0 = time.perf_counter()
+    bench = make_benchmark(n_per_category=n_per_category, seed=bench_seed, image_size=model.config.tile_size)
+    res = visual_gain(model.eval(), proc, bench, prior=blind_answerer(world), batch_size=50, max_new_tokens=8)
+    table = gain_table(res)
+    print(f"benchmark: {n_per_category} questions per category (seed {bench_seed}), real vs blank pictures vs the language prior"
+          f" ({time.perf_counter() - t0:.0f} s)")
+    print(table.round(3).to_string())
+    keep = {k: res[k] for k in ("ablation", "gain", "ci", "by_level", "by_tag", "n_boot", "level")}
+    keep["scores"] = {name: {c: r[c] for c in ("general", "ocr", "math", "hallucination", "overall")}
+                      for name, r in (("real", res["real"]), ("blank", res["ablated"]), ("prior", res["prior"]))}
+    keep["bench"] = {"n_per_category": n_per_category, "seed": bench_seed, "items": len(bench)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "eval.json").write_text(json.dumps(keep, indent=1, default=str))
+    return keep
 
 # %% ../nbs/11_cli.ipynb #b2f26994
 def build_parser() -> argparse.ArgumentParser:
@@ -108,15 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train on the procedural world with a stage config (name or YAML)")
     s.add_argument("--stage", required=True, help="a shipped stage name (tiny-align, tiny-full, small-align, small-full) or a YAML path")
     s.add_argument("--scale", default="tiny")
-    s.add_argument("--task", default="vqa", choices=["vqa", "caption", "mixed"])
-    s.add_argument("--n-world", type=int, default=2000, help="world images to generate (default 2000)")
-    s.add_argument("--world-seed", type=int, default=0)
+    s.add_argument("--task", default=None, choices=list(TASKS),
+                   help="training samples from the world (default: the stage's `data.task`, else vqa)")
+    s.add_argument("--n-world", type=int, default=None, help="world pictures to generate (default: the stage's, else 2000)")
+    s.add_argument("--world-seed", type=int, default=None, help="world stream seed (default: the stage's, else 0)")
     s.add_argument("--out", default=None, help="run folder (default runs/STAGE)")
     s.add_argument("--init", default=None, help="start from a saved model folder instead of the pretrained towers")
     s.add_argument("--random-init", action="store_true", help="start from random init instead of the pretrained towers")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--max-steps", type=int, default=None, help="override the stage's length")
-    s.add_argument("--eval", type=int, default=0, help="benchmark items per category to score after training (0: skip)")
+    s.add_argument("--eval", type=int, default=0, help="benchmark items per category to score after training, with the"
+                   " blank-picture ablation and the language prior; writes OUT/eval.json (0: skip)")
+    s.add_argument("--bench-seed", type=int, default=0, help="benchmark seed (default 0, the standard benchmark)")
     s.set_defaults(func=cmd_train)
     from sail_vl_nb.curation import add_curate_parser      # `sail-vl curate` lives with the pipeline it runs
     add_curate_parser(sub)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -14,7 +14,7 @@ from .text import SailVLProcessor
 
 # %% auto #0
 __all__ = ['CAPTION_PROMPT', 'caption_samples', 'vqa_samples', 'Encoded', 'EncodedDataset', 'collate_padded', 'pack_bins',
-           'collate_packed', 'model_inputs', 'per_sample_loss', 'mix']
+           'collate_packed', 'model_inputs', 'conversation_samples', 'per_sample_loss', 'mix']
 
 # %% ../nbs/07_data.ipynb #965d2582
 CAPTION_PROMPT = "Describe the image in detail."
@@ -158,6 +158,20 @@ def model_inputs(batch: dict) -> dict:
     "The keys of a collated batch that the model's forward takes (drops bookkeeping such as segment_ids)."
     keys = ("input_ids", "attention_mask", "labels", "pixel_values", "position_ids")
     return {k: v for k, v in batch.items() if k in keys and v is not None}
+
+# %% ../nbs/07_data.ipynb #317d86e3
+def conversation_samples(records, describe: bool = False, caption_column: str = "caption", categories=None,
+                         seed: int = 0) -> list[dict]:
+    """One multi-turn sample per record: every question about the picture as a turn (filtered by `categories`),
+    in an order shuffled per record with `seed`; `describe=True` opens with `CAPTION_PROMPT` → the caption."""
+    out = []
+    for r in records:
+        qa = [q for q in r["qa"] if not categories or q["category"] in categories]
+        random.Random(f"{seed}:{r['id']}").shuffle(qa)
+        msgs = [{"role": "user", "content": CAPTION_PROMPT}, {"role": "assistant", "content": r[caption_column]}] if describe else []
+        for q in qa: msgs += [{"role": "user", "content": q["question"]}, {"role": "assistant", "content": q["answer"]}]
+        if msgs: out.append({"id": f"{r['id']}/conv", "images": [r["image"]], "messages": msgs})
+    return out
 
 # %% ../nbs/07_data.ipynb #c5a3d33b
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, segment_ids: torch.Tensor) -> dict:

@@ -334,6 +334,7 @@ def show_sample(batch: dict, tokenizer, row: int = 0, ax=None, width: int = 14):
             items.append((f"<IMG_CONTEXT> ×{j - i}", "#9ecae1")); i = j; continue
         t = tokenizer.convert_ids_to_tokens(ids[i]).replace("Ġ", "␣").replace("Ċ", "⏎")
         items.append((t, "#a1d99b" if labels[i] != -100 else "#d9d9d9")); i += 1
+    import matplotlib.pyplot as plt
     ax = ax or plt.figure(figsize=(width, 0.55 * (len(items) // 10 + 2))).gca()
     x, y = 0.0, 0.0
     for t, c in items:

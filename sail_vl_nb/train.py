@@ -16,11 +16,12 @@ from transformers import get_scheduler
 from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
-__all__ = ['MODULES', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts', 'apply_stage',
-           'TrainResult', 'default_accelerator', 'train_stage', 'load_metrics', 'plot_losses']
+__all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
+           'apply_stage', 'TrainResult', 'default_accelerator', 'train_stage', 'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
 MODULES = ("vision", "projector", "llm")
+DATA_KEYS = ("task", "n_world", "world_seed")
 SCHEDULES = ("cosine", "linear", "constant")
 
 @dataclass
@@ -46,6 +47,7 @@ class Stage:
     seed: int = 0
     save_every: int | None = None           # checkpoint every N steps (and always at the end)
     log_every: int = 10
+    data: dict = field(default_factory=dict)  # defaults for `sail-vl train`'s world data: task, n_world, world_seed
 
     def __post_init__(self):
         self.train = tuple([self.train] if isinstance(self.train, str) else self.train)
@@ -64,6 +66,9 @@ class Stage:
             if getattr(self, f) < 1: raise ValueError(f"stage {self.name!r}: {f} must be >= 1")
         if not 0 <= self.warmup_ratio < 1: raise ValueError(f"stage {self.name!r}: warmup_ratio must be in [0, 1)")
         if self.overflow not in ("reject", "truncate"): raise ValueError(f"stage {self.name!r}: overflow must be 'reject' or 'truncate'")
+        self.data = dict(self.data or {})
+        extra = set(self.data) - set(DATA_KEYS)
+        if extra: raise ValueError(f"stage {self.name!r}: unknown data key(s) {sorted(extra)}; known: {list(DATA_KEYS)}")
 
     def lrs(self) -> dict:
         "Learning rate per trained module."
@@ -287,6 +292,7 @@ def load_metrics(out_dir) -> list[dict]:
 
 def plot_losses(results: list, ax=None, smooth: int = 5):
     "Loss curves of one or more `TrainResult`s, one after another on a shared step axis."
+    import matplotlib.pyplot as plt
     ax = ax or plt.gca()
     offset = 0
     for r in results:

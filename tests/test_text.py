@@ -1,6 +1,5 @@
 "Processor, labels, chat and the released-checkpoint layout, beyond the notebook cells."
 import json, random
-from pathlib import Path
 import pytest
 import torch
 from PIL import Image

@@ -1,14 +1,14 @@
 """Tests of the procedural world (sail_vl_nb.world) that need more than a notebook cell: an independent answer
 checker, properties of every alt-text noise type, determinism across processes, bad inputs, the sample records."""
-import json, os, random, re, subprocess, sys, time
+import os, random, re, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from sail_vl_nb.world import (ALT_NOISES, CATEGORIES, COLORS, SHAPES, SIDES, Bar, Obj, Scene, alt_text, applicable_noises,
+from sail_vl_nb.world import (ALT_NOISES, CATEGORIES, SHAPES, SIDES, Bar, Obj, Scene, alt_text, applicable_noises,
                               image_digest, load_scene, make_questions, make_record, make_world, objects_in_text,
-                              pos_name, read_records, reference_caption, render_scene, sample_scene)
+                              pos_name, read_records, render_scene, sample_scene)
 
 ROOT = Path(__file__).resolve().parent.parent
 
