@@ -67,12 +67,8 @@ def main(argv=None):
     overrides = dict(tile_size=a.tile, vision_config={"patch_size": a.patch}) if a.tile else {}
     if a.vision == "shipped": vs = None
     elif a.vision == "dense":
-        import sail_vl_nb.towers as towers
-        get = towers.get_config
-        towers.get_config = lambda scale, **kw: get(scale, **{**overrides, **kw})     # the tower at the overridden tile
-        try: vs, _ = pretrain_vision("tiny", VisionRecipe(steps=a.vsteps, lr=a.vlr, contrastive_weight=0.0, dense_weight=1.0),
-                                     log_every=100)
-        finally: towers.get_config = get
+        vs, _ = pretrain_vision("tiny", VisionRecipe(steps=a.vsteps, lr=a.vlr, contrastive_weight=0.0, dense_weight=1.0),
+                                log_every=100, **overrides)
     else: vs = torch.load(a.vision)
     if a.save: torch.save(vs, a.save)
     if a.no_vlm: return

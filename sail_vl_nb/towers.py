@@ -288,12 +288,12 @@ def _decay_groups(module, wd):
 
 # %% ../nbs/09_towers.ipynb #925a36df
 def pretrain_vision(scale: str = "tiny", recipe: VisionRecipe | None = None, tokenizer=None, log_every: int = 100,
-                    progress: bool = True) -> tuple[dict, dict]:
+                    progress: bool = True, **config_overrides) -> tuple[dict, dict]:
     """Contrastive (SigLIP) pretraining of `scale`'s vision tower, with the dense heads beside it when
     `recipe.dense_weight > 0`. Deterministic on one machine for a given recipe
     (fixed seeds, fixed data order). Returns (vision state dict, info with the loss history and timings)."""
     recipe = recipe or RECIPES[scale]["vision"]
-    cfg = get_config(scale)
+    cfg = get_config(scale, **config_overrides)          # e.g. tile_size=96, vision_config={"patch_size": 16}
     tok = tokenizer or default_tokenizer(scale, shipped=False)
     t0 = time.perf_counter()
     scenes = contrastive_scenes(recipe.n_pairs, recipe.seed, recipe.p_simple, recipe.changes)
