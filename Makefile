@@ -1,13 +1,13 @@
 # Two commands for a fresh machine:
 #   make demo   -> create .venv, install, run the main job (a smoke run of the tiny model)
-#   make test   -> create .venv, install, run every check (export sync, clean notebooks, nbdev-test, pytest)
+#   make test   -> create .venv, install, run every check (export sync, clean notebooks, README, lint, nbdev-test, pytest)
 # torch is installed first at a pinned version (the CPU wheel on our machines) and kept as a constraint.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test export clean-nbs readme
+.PHONY: install demo test lint export clean-nbs readme
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ demo: install
 
 test: install
 	$(OFFLINE) VENV=$(VENV) bash tools/check.sh
+
+lint: install
+	$(VENV)/bin/ruff check --select F sail_vl_nb tests benchmarks tools
 
 export: install
 	$(VENV)/bin/nbdev-export && $(VENV)/bin/nbdev-clean && $(PY) tools/readme.py

@@ -6,10 +6,10 @@ way SAIL-VL averages; caption metrics that compare with references (CIDEr, BLEU-
 
 # %% ../nbs/05_evaluate.ipynb #4815ad42
 from __future__ import annotations
-import hashlib, io, math, random, re
+import hashlib, io, random, re
 from collections import Counter, defaultdict
 import numpy as np
-from .world import (CATEGORIES, COLORS, SHAPES, WORDS, load_scene, make_record, make_world, objects_in_text,
+from .world import (CATEGORIES, COLORS, SHAPES, WORDS, load_scene, make_record, objects_in_text,
                               png_bytes)
 
 # %% auto #0

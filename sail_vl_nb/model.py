@@ -10,7 +10,8 @@ from transformers import (AutoModel, AutoModelForImageTextToText, GenerationMixi
                           InternVLForConditionalGeneration, InternVLVisionModel, PreTrainedModel, Qwen2ForCausalLM)
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from .config import SailVLConfig, get_config
+from transformers.utils.deprecation import deprecate_kwarg
+from .config import SailVLConfig
 
 # %% auto #0
 __all__ = ['pixel_shuffle', 'SailVLProjector', 'SailVLPreTrainedModel', 'SailVLForConditionalGeneration', 'count_parameters',
@@ -47,7 +48,7 @@ class SailVLPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["InternVLVisionLayer", "Qwen2DecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -91,9 +92,10 @@ class SailVLForConditionalGeneration(SailVLPreTrainedModel, GenerationMixin):
         flat = image_features.reshape(-1, image_features.shape[-1]).to(inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(mask.unsqueeze(-1).expand_as(inputs_embeds), flat)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")   # the KV cache's name since transformers 5.24
     def forward(self, input_ids: torch.LongTensor | None = None, pixel_values: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.LongTensor | None = None,
-                past_key_values=None, inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                cache=None, inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, **kwargs) -> CausalLMOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -101,11 +103,11 @@ class SailVLForConditionalGeneration(SailVLPreTrainedModel, GenerationMixin):
             inputs_embeds = self.get_input_embeddings()(input_ids)
             if pixel_values is not None:
                 inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, self.get_image_features(pixel_values))
-            elif past_key_values is None or past_key_values.get_seq_length() == 0:
+            elif cache is None or cache.get_seq_length() == 0:
                 n = int((input_ids == self.config.image_token_id).sum())
                 if n: raise ValueError(f"the text has {n} <IMG_CONTEXT> tokens but no pixel_values were given")
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   past_key_values=past_key_values, labels=labels, use_cache=use_cache,
+                                   cache=cache, labels=labels, use_cache=use_cache,
                                    logits_to_keep=logits_to_keep, **kwargs)
 
 AutoModel.register(SailVLConfig, SailVLForConditionalGeneration)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 from scipy import stats
-from scipy.special import expit
 from tqdm import tqdm
 
 # %% auto #0

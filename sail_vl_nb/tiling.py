@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 import numpy as np
-import torch
 from PIL import Image
 
 # %% auto #0
@@ -105,6 +104,7 @@ class SailVLImageProcessor:
             ts = self.tiles(img, max_tiles)
             arrays += [self.normalize(t) for t in ts]
             counts.append(len(ts))
+        import torch                  # imported here, so that modules needing only `to_rgb` stay light to import
         pv = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, self.tile_size, self.tile_size)
         return {"pixel_values": pv, "num_tiles": counts}
 

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import InternVLVisionModel, Qwen2ForCausalLM
 from .config import get_config
 from .data import CAPTION_PROMPT
-from .model import SailVLForConditionalGeneration, count_parameters
+from .model import SailVLForConditionalGeneration
 from .text import SPECIAL_TOKENS, SailVLProcessor, default_tokenizer, load_tokenizer, shipped_tokenizer_dir
 from .tiling import IMAGENET_MEAN, IMAGENET_STD
 from .world import (COLORS, NUM_WORDS, SHAPES, SIDES, SIZES, WORDS, load_scene, make_questions, pos_name, reference_caption,

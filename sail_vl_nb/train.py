@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #089b1751
 from __future__ import annotations
-import contextlib, json, math, os, shutil, time
+import contextlib, json, math, shutil, time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 import torch

@@ -5,7 +5,7 @@ that produced it — so every caption, alt-text, judge score and benchmark answe
 
 # %% ../nbs/03_world.ipynb #82177cc5
 from __future__ import annotations
-import hashlib, io, json, math, random, re, time
+import hashlib, io, json, math, random, re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache

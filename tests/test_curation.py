@@ -46,7 +46,10 @@ def test_bad_record_corpus_every_fate_as_expected(corpus):
     assert hist == Counter(expected_reasons)
     for row in res.ledger.itertuples():           # the ledger adds up step by step
         assert row.n_in - row.n_out == row.n_rejected == sum(row.reasons.values())
-    assert all(d for d in res.rejected["detail"] if d is not None) or True
+    absent = {"missing_image", "missing_id", "empty_caption"}    # reasons that say it all: something is not there
+    for reason, detail in zip(res.rejected["reason"], res.rejected["detail"]):
+        assert isinstance(detail, str), f"{reason}: detail {detail!r} is not a string"
+        assert detail or reason in absent, f"rejection {reason!r} carries no detail"
     assert all(s in ("normalize", "image_filter", "text_filter", "dedup") for s in res.rejected["step"])
 
 

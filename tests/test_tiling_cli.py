@@ -45,5 +45,15 @@ def test_console_script_smoke():
     out = subprocess.run(cmd + ["smoke"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "724,928 parameters" in out.stdout and "finite: True" in out.stdout
+    assert "Warning" not in out.stderr, out.stderr          # a forward pass is quiet
     bad = subprocess.run(cmd + ["smoke", "--scale", "nope"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "unknown scale 'nope'" in bad.stderr
+
+
+def test_cli_parser_imports_no_torch():
+    "`sail-vl --help` stays fast: building the parser (curation's subcommand included) loads neither torch nor transformers."
+    code = ("import sys; from sail_vl_nb.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check a change must pass; `make test` and CI (.ci/run) call this after installing into $VENV.
-# Prints a closing line "N passed, N failed" counting notebooks (nbdev-test) and pytest tests together.
+# Prints a closing line "N passed, N failed" counting notebooks (nbdev-test) and pytest tests together; the sync
+# checks (steps 1-3, together) and the lint (step 4) each add one failure when they fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -8,6 +9,7 @@ BIN="$VENV/bin"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
 log=$(mktemp -d)
 fail_sync=0
+fail_lint=0
 
 echo "== 1. library in sync with notebooks (nbdev-export) =="
 "$BIN/nbdev-export"
@@ -24,7 +26,12 @@ else echo "ok"; fi
 echo "== 3. README.md in sync with nbs/index.ipynb (tools/readme.py) =="
 "$BIN/python" tools/readme.py --check || fail_sync=1
 
-echo "== 4. notebooks (nbdev-test) =="
+echo "== 4. lint: ruff check, pyflakes rules only (undefined names, unused imports and variables, redefinitions) =="
+if [ -x "$BIN/ruff" ]; then
+  "$BIN/ruff" check --select F sail_vl_nb tests benchmarks tools || { echo "FAIL: ruff found problems (the fixes to sail_vl_nb/ go into nbs/)"; fail_lint=1; }
+else echo "FAIL: $BIN/ruff not found: install the dev extra (pip install -e '.[dev]')"; fail_lint=1; fi
+
+echo "== 5. notebooks (nbdev-test) =="
 t0=$(date +%s)
 "$BIN/nbdev-test" --do-print --timing --n-workers 2 > "$log/nbtest.out" 2> "$log/nbtest.err"
 nb_rc=$?
@@ -35,7 +42,7 @@ if [ "$nb_rc" != 0 ] && [ "$nb_failed" = 0 ]; then nb_failed=1; fi
 nb_passed=$(( nb_total - nb_failed )); [ $nb_passed -lt 0 ] && nb_passed=0
 echo "nbdev-test: $nb_passed notebooks passed, $nb_failed failed ($(( $(date +%s) - t0 )) s)"
 
-echo "== 5. pytest tests/ =="
+echo "== 6. pytest tests/ =="
 t0=$(date +%s)
 "$BIN/python" -m pytest tests/ -q --durations=10 --junitxml="$log/junit.xml"
 py_rc=$?
@@ -51,7 +58,7 @@ PY
 if [ "$py_rc" != 0 ] && [ "$py_rc" != 5 ] && [ "$py_failed" = 0 ]; then py_failed=1; fi
 echo "pytest: $py_passed passed, $py_failed failed ($(( $(date +%s) - t0 )) s)"
 
-passed=$(( nb_passed + py_passed )); failed=$(( nb_failed + py_failed + fail_sync ))
+passed=$(( nb_passed + py_passed )); failed=$(( nb_failed + py_failed + fail_sync + fail_lint ))
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write README.md from nbs/index.ipynb (quarto, which `nbdev-readme` needs, is not installable here).
-Markdown cells are copied; code cells become fenced python blocks; cells whose first line is `#| hide` are skipped.
+Markdown cells are copied, with links relative to nbs/ (`](../x)`) made relative to the repository root (`](x)`);
+code cells become fenced python blocks; cells whose first line is `#| hide` are skipped.
 `--check` exits 1 (and says so) when README.md differs from what the notebook gives."""
-import json, sys
+import json, re, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
@@ -13,7 +14,7 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
     for c in nb['cells']:
         src = ''.join(c['source']).strip()
         if not src or src.startswith('#| hide'): continue
-        if c['cell_type'] == 'markdown': parts.append(src)
+        if c['cell_type'] == 'markdown': parts.append(re.sub(r'\]\(\.\./', '](', src))
         elif c['cell_type'] == 'code':
             body = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
             if body: parts.append(f'```python\n{body}\n```')
