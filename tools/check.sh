@@ -30,6 +30,8 @@ echo "== 4. lint: ruff check, pyflakes rules only (undefined names, unused impor
 if [ -x "$BIN/ruff" ]; then
   "$BIN/ruff" check --select F sail_vl_nb tests benchmarks tools || { echo "FAIL: ruff found problems (the fixes to sail_vl_nb/ go into nbs/)"; fail_lint=1; }
 else echo "FAIL: $BIN/ruff not found: install the dev extra (pip install -e '.[dev]')"; fail_lint=1; fi
+echo "-- import graph: no module imports one from a later notebook (tools/import_graph.py) --"
+"$BIN/python" tools/import_graph.py | tail -n 4 || { echo "FAIL: a back-edge in the import graph (run python tools/import_graph.py)"; fail_lint=1; }
 
 echo "== 5. notebooks (nbdev-test) =="
 t0=$(date +%s)
