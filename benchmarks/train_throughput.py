@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from sail_vl_nb.config import get_config
 from sail_vl_nb.data import EncodedDataset, caption_samples, collate_packed, collate_padded, model_inputs, vqa_samples
-from sail_vl_nb.model import SailVLForConditionalGeneration, parity_batch, to_hf_internvl
+from sail_vl_nb.model import SailVLForConditionalGeneration, fake_batch, to_hf_internvl
 from sail_vl_nb.text import SailVLProcessor, default_tokenizer
 from sail_vl_nb.world import make_world
 
@@ -36,7 +36,7 @@ def ours_vs_hf(scale, steps, batch=16, n_text=32):
     torch.manual_seed(0)
     ours = SailVLForConditionalGeneration(cfg).train()
     hf = to_hf_internvl(ours).train()
-    b = parity_batch(cfg, tiles=(1,) * batch, n_text=(n_text,) * batch)
+    b = fake_batch(cfg, tiles=(1,) * batch, n_text=(n_text,) * batch)
     b["labels"] = b["input_ids"].masked_fill(b["input_ids"] == cfg.image_token_id, -100)
     fa, fb = step_fn(ours, b), step_fn(hf, b)
     fa(); fb()                                              # warm-up

@@ -21,7 +21,7 @@ def cmd_smoke(args) -> dict:
     "Build a model at `args.scale`, count its parameters and run one forward pass with one image."
     import torch
     from sail_vl_nb.config import get_config
-    from sail_vl_nb.model import SailVLForConditionalGeneration, count_parameters, parity_batch
+    from sail_vl_nb.model import SailVLForConditionalGeneration, count_parameters, fake_batch
     torch.manual_seed(args.seed)
     cfg = get_config(args.scale)
     t0 = time.perf_counter()
@@ -34,7 +34,7 @@ def cmd_smoke(args) -> dict:
     for k, v in counts.items(): print(f"  {k:>9s}: {v:>15,d} parameters")
     result = dict(scale=args.scale, **counts)
     if not args.meta:
-        batch = parity_batch(cfg, tiles=(1,), n_text=(8,), seed=args.seed)
+        batch = fake_batch(cfg, tiles=(1,), n_text=(8,), seed=args.seed)
         t0 = time.perf_counter()
         with torch.no_grad(): logits = model(**batch).logits
         dt = time.perf_counter() - t0
@@ -104,7 +104,7 @@ TASKS = ("vqa", "caption", "mixed", "conversations", "conversations+caption")
 
 def evaluate_gate(model, proc, world, n_per_category: int, bench_seed: int, out) -> dict:
     """Score `model` on the standard benchmark with real and blank pictures and against the language prior of
-    `world`; print the table and write `out/eval.json` (the blindness gate of `05_evaluate`)."""
+    `world`; print the table and write `out/eval.json` (the blindness gate of `05b_evaluate_gain`)."""
     import json
     from pathlib import Path
     from sail_vl_nb.evaluate import blind_answerer, gain_table, make_benchmark, visual_gain

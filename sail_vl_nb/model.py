@@ -14,8 +14,8 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .config import SailVLConfig
 
 # %% auto #0
-__all__ = ['pixel_shuffle', 'SailVLProjector', 'SailVLPreTrainedModel', 'SailVLForConditionalGeneration', 'count_parameters',
-           'to_hf_internvl', 'from_hf_internvl', 'parity_batch']
+__all__ = ['parity_batch', 'pixel_shuffle', 'SailVLProjector', 'SailVLPreTrainedModel', 'SailVLForConditionalGeneration',
+           'count_parameters', 'to_hf_internvl', 'from_hf_internvl', 'fake_batch']
 
 # %% ../nbs/02_model.ipynb #615c8ee9
 def pixel_shuffle(x: torch.Tensor, ratio: float = 0.5, version: str = "v1") -> torch.Tensor:
@@ -174,8 +174,9 @@ def from_hf_internvl(hf_model: InternVLForConditionalGeneration, **config_overri
     return ours
 
 # %% ../nbs/02_model.ipynb #5587a587
-def parity_batch(cfg: SailVLConfig, tiles=(1, 3), n_text=(7, 4), seed=0):
-    "A left-padded batch of fake prompts with images of `tiles` tiles each: input_ids, attention_mask, pixel_values."
+def fake_batch(cfg: SailVLConfig, tiles=(1, 3), n_text=(7, 4), seed=0):
+    """A left-padded batch of fake prompts with images of `tiles` tiles each: input_ids, attention_mask, pixel_values —
+    random tokens and pixels, for parity checks against the reference model, timing and smoke tests."""
     g = torch.Generator().manual_seed(seed)
     seqs = []
     for t, n in zip(tiles, n_text):
@@ -186,3 +187,5 @@ def parity_batch(cfg: SailVLConfig, tiles=(1, 3), n_text=(7, 4), seed=0):
     for i, s in enumerate(seqs): ids[i, L - len(s):] = s; mask[i, L - len(s):] = 1
     pv = torch.randn(sum(tiles), 3, cfg.tile_size, cfg.tile_size, generator=g)
     return dict(input_ids=ids, attention_mask=mask, pixel_values=pv)
+
+parity_batch = fake_batch      # its first name (it was made for the parity check)

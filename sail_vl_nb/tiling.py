@@ -4,13 +4,15 @@
 
 # %% ../nbs/01_tiling.ipynb #219de646
 from __future__ import annotations
+import hashlib, io
 from dataclasses import dataclass
 from functools import lru_cache
 import numpy as np
 from PIL import Image
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'candidate_grids', 'choose_grid', 'dynamic_tiles', 'to_rgb', 'SailVLImageProcessor']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'candidate_grids', 'choose_grid', 'dynamic_tiles', 'to_rgb', 'pixel_key',
+           'SailVLImageProcessor']
 
 # %% ../nbs/01_tiling.ipynb #61acdbed
 @lru_cache(maxsize=64)
@@ -69,6 +71,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return image.convert("RGB")
+
+def pixel_key(img) -> str:
+    """The package's one key for a picture: SHA-256 of its size and 8-bit RGB pixels (`to_rgb`), from a PIL image or
+    encoded bytes — equal keys ⇔ identical pictures, whatever the file encoding. Curation deduplicates and looks up
+    scenes by it; evaluation matches benchmark pictures with it."""
+    if isinstance(img, (bytes, bytearray)): img = Image.open(io.BytesIO(img))
+    img = to_rgb(img)
+    return hashlib.sha256(f"{img.width}x{img.height}:".encode() + img.tobytes()).hexdigest()
 
 @dataclass
 class SailVLImageProcessor:

@@ -12,12 +12,13 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from .folders import atomic_dir, is_complete
 from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
 __all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
-           'apply_stage', 'TrainResult', 'default_accelerator', 'train_stage', 'load_metrics', 'plot_losses']
+           'param_groups', 'lr_lambda', 'apply_stage', 'TrainResult', 'default_accelerator', 'train_stage',
+           'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
 MODULES = ("vision", "projector", "llm")
@@ -133,18 +134,49 @@ def module_parts(model) -> dict:
     "The three trainable parts of a SAIL-VL model."
     return {"vision": model.vision_model, "projector": model.mlp1, "llm": model.language_model}
 
+def param_groups(parts, lr=None, weight_decay: float = 0.0) -> list[dict]:
+    """AdamW parameter groups — the one splitter every training loop uses: for each part (a module, or a dict name →
+    module) its matrices (ndim ≥ 2) with `weight_decay`, then the rest (norms, biases, scales) without, named `name`
+    and `name/no_decay`; `lr` (a number, or a dict name → number; None: the optimiser's default) per part. Empty
+    groups are left out."""
+    if not isinstance(parts, dict): parts = {"params": parts}
+    groups = []
+    for name, part in parts.items():
+        ps = list(part.parameters())
+        kw = {} if lr is None else {"lr": lr[name] if isinstance(lr, dict) else lr}
+        groups += [{"params": [p for p in ps if p.ndim >= 2], **kw, "weight_decay": weight_decay, "name": f"{name}"},
+                   {"params": [p for p in ps if p.ndim < 2], **kw, "weight_decay": 0.0, "name": f"{name}/no_decay"}]
+    return [g for g in groups if g["params"]]
+
+SCHEDULES = ("cosine", "linear", "constant", "ramped_cosine")
+
+def lr_lambda(schedule: str, total: int, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0):
+    """The learning-rate factor of optimiser step `step` (0-based), for `torch.optim.lr_scheduler.LambdaLR` — the one
+    schedule every training loop uses. `cosine`, `linear`, `constant`: a linear warm-up from 0 over
+    `round(warmup_ratio * total)` steps, then a half cosine down to `min_lr_ratio`, a line down to 0, or flat (the values
+    of transformers' `cosine_with_min_lr`, `linear` and `constant_with_warmup` schedules). `ramped_cosine` (the towers'
+    pretraining): one half cosine from 1 to 0 over the whole run, multiplied by a warm-up ramp `(step + 1) / warm-up`."""
+    if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}: use one of {SCHEDULES}")
+    if schedule == "ramped_cosine":
+        warm = max(1, int(round(warmup_ratio * total)))
+        return lambda step: min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+    warm = int(round(warmup_ratio * total))
+    def factor(step):
+        if step < warm: return float(step) / float(max(1, warm))
+        if schedule == "constant": return 1.0
+        if schedule == "linear": return max(0.0, float(total - step) / float(max(1, total - warm)))
+        progress = float(step - warm) / float(max(1, total - warm))
+        return max(0, 0.5 * (1.0 + math.cos(math.pi * progress)) * (1 - min_lr_ratio) + min_lr_ratio)
+    return factor
+
 def apply_stage(model, stage: Stage) -> list[dict]:
     "Freeze everything the stage does not train; return AdamW parameter groups for what it does."
     lrs, groups = stage.lrs(), []
     for name, part in module_parts(model).items():
         on = name in lrs
         for p in part.parameters(): p.requires_grad_(on)
-        if not on: continue
-        decay = [p for p in part.parameters() if p.ndim >= 2]
-        no_decay = [p for p in part.parameters() if p.ndim < 2]
-        groups += [{"params": decay, "lr": lrs[name], "weight_decay": stage.weight_decay, "name": f"{name}"},
-                   {"params": no_decay, "lr": lrs[name], "weight_decay": 0.0, "name": f"{name}/no_decay"}]
-    return [g for g in groups if g["params"]]
+        if on: groups += param_groups({name: part}, lrs[name], stage.weight_decay)
+    return groups
 
 # %% ../nbs/08_train.ipynb #996f8864
 @dataclass
@@ -165,7 +197,7 @@ def _plan(step: int, n: int, global_batch: int, steps_per_epoch: int, seed: int)
     return perm[k * global_batch:(k + 1) * global_batch].tolist()
 
 def _checkpoints(out: Path) -> list[Path]:
-    return sorted((p for p in (out / "checkpoints").glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: int(p.name[5:]))
+    return sorted((p for p in (out / "checkpoints").glob("step-*") if is_complete(p)), key=lambda p: int(p.name[5:]))
 
 def default_accelerator() -> Accelerator:
     "fp32 on CPU, bf16 mixed precision on GPU."
@@ -192,10 +224,7 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
     total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
     groups = apply_stage(model, stage)
     opt = torch.optim.AdamW(groups, betas=stage.betas, eps=stage.eps)
-    warm = int(round(stage.warmup_ratio * total))
-    name = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}[stage.schedule]
-    kw = {"scheduler_specific_kwargs": {"min_lr_rate": stage.min_lr_ratio}} if name == "cosine_with_min_lr" else {}
-    sched = get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=total, **kw)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(stage.schedule, total, stage.warmup_ratio, stage.min_lr_ratio))
     model, opt = acc.prepare(model, opt)
     acc.register_for_checkpointing(sched)       # stepped by us once per optimiser step, saved with the state
     start, history = 0, []
@@ -225,10 +254,11 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
-            (tmp / "COMPLETE").write_text("ok")
-            if final_dir.exists(): shutil.rmtree(final_dir)
-            tmp.rename(final_dir)
+            # every process has written its part of the state into tmp: the trainer state, the marker, the rename
+            def trainer_state(t):
+                (t / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
+                return {"step": step}
+            atomic_dir(final_dir, trainer_state, tmp=tmp, replace=True)
             for old in _checkpoints(out)[:-keep_checkpoints]: shutil.rmtree(old)
         acc.wait_for_everyone()
 

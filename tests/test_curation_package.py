@@ -1,11 +1,11 @@
-"""`sail_vl_nb.curation` is a package of modules (one notebook each, nbs/06*_curation*.ipynb and
-nbs/08b_curation_learned.ipynb); its `__init__` must keep every name the single module had, each defined once."""
+"""`sail_vl_nb.curation` is a package of modules (one notebook each, nbs/06*_curation*.ipynb — 06da_curation_trained
+included — and nbs/08b_curation_learned.ipynb); its `__init__` must keep every name the single module had, each defined once."""
 import importlib, subprocess, sys
 from pathlib import Path
 
 import sail_vl_nb.curation as curation
 
-MODULES = ("synthetic", "records", "filters", "oracle", "dedup", "ledger", "pipeline", "sharded", "learned")
+MODULES = ("synthetic", "records", "filters", "oracle", "trained", "dedup", "ledger", "pipeline", "sharded", "learned")
 # `sail_vl_nb.curation.__all__` when curation was one module (sail_vl_nb/curation.py, nbs/06_curation.ipynb)
 OLD_ALL = ['DUP_KINDS', 'CORE_FIELDS', 'REFUSAL', 'BOILERPLATE', 'STEPS', 'CAPTION_PROMPT',
            'RECAPTION_PROMPT', 'MAX_PHRASES', 'make_pool', 'CurationConfig', 'Reject', 'clean_text',
@@ -20,10 +20,11 @@ OLD_ALL = ['DUP_KINDS', 'CORE_FIELDS', 'REFUSAL', 'BOILERPLATE', 'STEPS', 'CAPTI
            'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features', 'judge_image_array', 'FeatureJudge',
            'load_judge', 'perturb_caption', 'judge_examples', 'train_judge', 'judge_agreement',
            'caption_quality']
+NEW = ['LearnedJudge', 'CachedCaptioner']         # clearer names added since (the old ones stay as aliases)
 
 
 def test_old_names_are_reexported():
-    assert sorted(curation.__all__) == sorted(OLD_ALL)
+    assert sorted(curation.__all__) == sorted(OLD_ALL + NEW)
     missing = [n for n in OLD_ALL + ["_judge_net"] if not hasattr(curation, n)]   # _judge_net: tests and benchmarks use it
     assert not missing, missing
 

@@ -14,9 +14,7 @@ from pathlib import Path
 
 PKG = "sail_vl_nb"
 # Known back-edges, each with its reason; the check fails on any other.
-ALLOWED = {("sail_vl_nb.curation.sharded", "sail_vl_nb.curation.learned"):
-           "each worker process loads a trained captioner/judge from a folder (lazy import); the fix is to move the "
-           "inference half of 08b (VLMCaptioner, FeatureJudge, their loaders) before 06h — open"}
+ALLOWED = {}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,9 +53,9 @@ def imports(path: Path, name: str, known: set) -> set:
 
 
 def order_key(nb: str | None):
-    "Sort notebooks as a reader meets them: 06_curation < 06a_... < 06h_... < 07_data; unknown last."
+    "Sort notebooks as a reader meets them: 06_curation < 06a_... < 06d_... < 06da_... < 06e_... < 07_data; unknown last."
     if nb is None: return (-1, "")          # the package root: no notebook, imports nothing of ours
-    m = re.match(r"(\d+)([a-z]?)_", nb)
+    m = re.match(r"(\d+)([a-z]*)_", nb)           # 06d < 06da < 06e: letters compare as strings
     return (int(m.group(1)), m.group(2)) if m else (999, nb)
 
 

@@ -15,7 +15,7 @@ __all__ = ['DUP_KINDS', 'make_pool', 'decompression_bomb_png', 'bad_records', 'C
            'RECAPTION_PROMPT', 'MAX_PHRASES', 'balanced_subset', 'reference_set', 'captioner_samples', 'VLMCaptioner',
            'load_captioner', 'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features',
            'judge_image_array', 'FeatureJudge', 'load_judge', 'perturb_caption', 'judge_examples', 'train_judge',
-           'judge_agreement', 'caption_quality']
+           'judge_agreement', 'caption_quality', 'LearnedJudge', 'CachedCaptioner']
 
 # %% ../../nbs/06_curation.ipynb #5c0e7a11
 from .synthetic import DUP_KINDS, make_pool, decompression_bomb_png, bad_records
@@ -28,13 +28,13 @@ from .dedup import caption_minhash, image_fingerprint, Deduper
 from .ledger import STEPS, ledger_frame, merge_ledgers, kept_features, rejected_features
 from .ledger import check_accounting, CurationResult, plot_funnel
 from .pipeline import curate_records, dedup_records, curate
+from .trained import CAPTION_PROMPT, RECAPTION_PROMPT, MAX_PHRASES, VLMCaptioner, load_captioner
+from .trained import zlib_crc32, phrases, caption_features, judge_image_array, FeatureJudge, load_judge
+from .trained import LearnedJudge, CachedCaptioner
+from .trained import _judge_net as _judge_net    # private; tests/ and benchmarks/ build judges with it
 from .sharded import curate_sharded, load_curated, add_curate_parser, cli_curate
-from .learned import CAPTION_PROMPT, RECAPTION_PROMPT, MAX_PHRASES, balanced_subset, reference_set
-from .learned import captioner_samples, VLMCaptioner, load_captioner, train_captioner, zlib_crc32
-from .learned import phrases, phrase_labels, caption_features, judge_image_array, FeatureJudge
-from .learned import load_judge, perturb_caption, judge_examples, train_judge, judge_agreement
-from .learned import caption_quality
-from .learned import _judge_net as _judge_net    # private; tests/ and benchmarks/ build judges with it
+from .learned import balanced_subset, reference_set, captioner_samples, train_captioner, phrase_labels
+from .learned import perturb_caption, judge_examples, train_judge, judge_agreement, caption_quality
 
 # `from sail_vl_nb.curation import *` and the docs: every public name of the modules above
 _all_ = ['DUP_KINDS', 'make_pool', 'decompression_bomb_png', 'bad_records', 'CORE_FIELDS', 'CurationConfig',
@@ -48,4 +48,4 @@ _all_ = ['DUP_KINDS', 'make_pool', 'decompression_bomb_png', 'bad_records', 'COR
          'balanced_subset', 'reference_set', 'captioner_samples', 'VLMCaptioner', 'load_captioner',
          'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features', 'judge_image_array',
          'FeatureJudge', 'load_judge', 'perturb_caption', 'judge_examples', 'train_judge', 'judge_agreement',
-         'caption_quality']
+         'caption_quality', 'LearnedJudge', 'CachedCaptioner']

@@ -5,28 +5,23 @@ that never reads the scene, and the quality of caption sets measured against the
 
 # %% ../../nbs/08b_curation_learned.ipynb #7e0435f1
 from __future__ import annotations
-import json, math, random, re
+import random, re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from ..tiling import to_rgb
 from ..world import COLORS, NUM_WORDS, SHAPES, load_scene, make_record, pos_name, reference_caption
 from .records import CurationConfig
 from .oracle import ReferenceCaptioner, SceneIndex, caption_claims, oracle_scores
+from .trained import (CAPTION_PROMPT, RECAPTION_PROMPT, MAX_PHRASES, VLMCaptioner, LearnedJudge, _judge_net,
+                                        phrases, caption_features, judge_image_array)    # 06da: running them
 
 # %% auto #0
-__all__ = ['CAPTION_PROMPT', 'RECAPTION_PROMPT', 'MAX_PHRASES', 'balanced_subset', 'reference_set', 'captioner_samples',
-           'VLMCaptioner', 'load_captioner', 'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels',
-           'caption_features', 'judge_image_array', 'FeatureJudge', 'load_judge', 'perturb_caption', 'judge_examples',
-           'train_judge', 'judge_agreement', 'caption_quality']
+__all__ = ['balanced_subset', 'reference_set', 'captioner_samples', 'train_captioner', 'phrase_labels', 'perturb_caption',
+           'judge_examples', 'train_judge', 'judge_agreement', 'caption_quality']
 
 # %% ../../nbs/08b_curation_learned.ipynb #e522467c
-CAPTION_PROMPT = "Describe the image in detail."
-RECAPTION_PROMPT = "Rewrite this caption so it matches the image: {alt}"
-
 def balanced_subset(groups: list[tuple], n: int, seed: int = 0) -> list[int]:
     """Indices of `n` items, balanced level by level over the group tuples: round-robin over the first element
     (e.g. kind), and within it round-robin over the second (e.g. number of objects), each group shuffled."""
@@ -75,58 +70,6 @@ def captioner_samples(records, recaption: bool = True) -> list[dict]:
                                      {"role": "assistant", "content": r["caption"]}]})
     return out
 
-class VLMCaptioner:
-    "A SAIL-VL model behind the `Captioner` interface: batched greedy generation with the KV cache."
-    name = "vlm"
-    def __init__(self, model, processor, max_new_tokens: int = 128, batch_size: int = 64, recaption: bool = True,
-                 **generate_kwargs):
-        self.model, self.processor = model.eval(), processor
-        self.max_new_tokens, self.batch_size, self.recaption = max_new_tokens, batch_size, recaption
-        self.generate_kwargs = generate_kwargs
-
-    def prompts(self, alt_texts) -> list[str]:
-        return [RECAPTION_PROMPT.format(alt=a) if self.recaption and a else CAPTION_PROMPT for a in alt_texts]
-
-    def __call__(self, images, alt_texts):
-        from sail_vl_nb.text import batch_chat
-        if len(images) != len(alt_texts): raise ValueError(f"{len(images)} images but {len(alt_texts)} alt-texts")
-        qs = self.prompts(alt_texts)
-        order = sorted(range(len(qs)), key=lambda i: len(qs[i]))      # similar prompt lengths share a batch: less padding
-        out = [None] * len(qs)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            res = batch_chat(self.model, self.processor, [to_rgb(images[i]) for i in idx], [qs[i] for i in idx],
-                             max_new_tokens=self.max_new_tokens, **self.generate_kwargs)
-            for i, r in zip(idx, res): out[i] = r
-        return out
-
-    def save_pretrained(self, path):
-        p = Path(path); self.model.save_pretrained(p); self.processor.save_pretrained(p)
-        (p / "captioner.json").write_text(json.dumps(dict(max_new_tokens=self.max_new_tokens, recaption=self.recaption,
-                                                          batch_size=self.batch_size)))
-        return p
-
-    @classmethod
-    def from_pretrained(cls, path, device: str | None = None, dtype=None, **kw):
-        "Our folder (save_pretrained / train_stage's final/) or a released InternVL-chat / SAIL-VL folder."
-        import torch
-        from sail_vl_nb.model import SailVLForConditionalGeneration
-        from sail_vl_nb.text import SailVLProcessor, load_official_checkpoint
-        p = Path(path)
-        if not (p / "config.json").exists(): raise FileNotFoundError(f"no config.json in {str(p)!r}")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if json.loads((p / "config.json").read_text()).get("model_type") == "internvl_chat":
-            model, proc = load_official_checkpoint(p, dtype=dtype)
-        else:
-            model = SailVLForConditionalGeneration.from_pretrained(p, **({"dtype": dtype} if dtype else {}))
-            proc = SailVLProcessor.from_pretrained(p)
-        if (p / "captioner.json").exists(): kw = {**json.loads((p / "captioner.json").read_text()), **kw}
-        return cls(model.to(device), proc, **kw)
-
-def load_captioner(path, device: str | None = None):
-    "A captioner saved in a folder (`VLMCaptioner.from_pretrained`), on `device` (default: a GPU when there is one)."
-    return VLMCaptioner.from_pretrained(path, device=device)
-
 def train_captioner(records, out_dir, steps: int = 600, scale: str = "tiny", batch_size: int = 32, lr: float = 1e-3,
                     seed: int = 0, accelerator=None, progress: bool = False, **stage_kw):
     "Train a fresh `scale` SAIL-VL model on `captioner_samples(records)` with `train_stage`; returns (captioner, result)."
@@ -145,21 +88,6 @@ def train_captioner(records, out_dir, steps: int = 600, scale: str = "tiny", bat
     return VLMCaptioner.from_pretrained(Path(out_dir) / "final"), res
 
 # %% ../../nbs/08b_curation_learned.ipynb #447ee286
-def _hash(token: str, n: int) -> int: return 1 + zlib_crc32(token) % (n - 1)
-
-def zlib_crc32(s: str) -> int:
-    import zlib
-    return zlib.crc32(s.encode())
-
-_SPLIT = re.compile(r"[.,;:!?|]|\band\b")
-_TOK = re.compile(r"[a-z]+|\d+")
-
-MAX_PHRASES = 24
-
-def phrases(caption: str, max_phrases: int = MAX_PHRASES) -> list[str]:
-    "A caption cut into phrases at punctuation and 'and' (lower case) — the judge's unit of text."
-    return [p.strip() for p in _SPLIT.split(caption.lower()) if _TOK.search(p)][:max_phrases]
-
 def phrase_labels(caption: str, scene, max_phrases: int = MAX_PHRASES) -> np.ndarray:
     "Oracle labels per phrase: 1 = makes checkable claims, all true; 0 = a claim is false; -1 = nothing to check."
     out = np.full(max_phrases, -1, dtype=np.int64)
@@ -167,116 +95,6 @@ def phrase_labels(caption: str, scene, max_phrases: int = MAX_PHRASES) -> np.nda
         c = caption_claims(p, scene)
         if c["claims"]: out[k] = int(c["wrong"] == 0)
     return out
-
-def caption_features(caption: str, n_buckets: int = 8192, max_phrases: int = MAX_PHRASES, max_grams: int = 24) -> np.ndarray:
-    "Hashed word and word-pair ids per phrase: int64 (max_phrases, max_grams), 0 = padding."
-    out = np.zeros((max_phrases, max_grams), dtype=np.int64)
-    phrases_ = phrases(caption, max_phrases)
-    for k, p in enumerate(phrases_):
-        w = _TOK.findall(p)
-        grams = w + [f"{a}_{b}" for a, b in zip(w, w[1:])]
-        for j, g in enumerate(grams[:max_grams]): out[k, j] = _hash(g, n_buckets)
-    return out
-
-def judge_image_array(img: Image.Image, size: int = 64) -> np.ndarray:
-    "RGB uint8 (size, size, 3) — the judge's view of an image."
-    img = to_rgb(img)
-    if img.size != (size, size): img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
-
-def _judge_net(n_buckets: int = 8192, d: int = 64, heads: int = 4):
-    import torch, torch.nn as nn
-
-    class JudgeNet(nn.Module):
-        "(images uint8 B×64×64×3, phrase ids B×P×G) → logits B×11: richness 1-5, alignment 1-5, verdict."
-        def __init__(self):
-            super().__init__()
-            self.n_buckets, self.d, self.heads = n_buckets, d, heads
-            self.cnn = nn.Sequential(nn.Conv2d(3, 32, 4, 4), nn.BatchNorm2d(32), nn.ReLU(),      # 16×16
-                                     nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),  # 8×8
-                                     nn.Conv2d(64, d, 3, 1, 1), nn.BatchNorm2d(d), nn.ReLU())
-            self.pos = nn.Parameter(torch.zeros(1, 64, d))
-            self.emb = nn.Embedding(n_buckets, d, padding_idx=0)
-            self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
-            self.gate, self.obj = nn.Linear(d, heads), nn.Linear(d, heads)
-            self.phrase = nn.Linear(heads, 1)                                      # phrase → "is it true?" logit
-            self.head = nn.Sequential(nn.Linear(2 * d + 6 * heads + 6, 128), nn.ReLU(), nn.Linear(128, 11))
-
-        def forward(self, images, phrases, return_phrases: bool = False):
-            B, H = images.shape[0], self.heads
-            x = (images.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
-            f = self.cnn(x).flatten(2).transpose(1, 2) + self.pos                 # B, 64 cells, d
-            valid = (phrases > 0).any(-1)                                          # B, P
-            ph = self.emb(phrases).sum(2)                                          # B, P, d
-            q = self.q(ph).view(B, -1, H, self.d // H).transpose(1, 2)             # B, H, P, d/H
-            k = self.k(f).view(B, 64, H, self.d // H).transpose(1, 2)              # B, H, 64, d/H
-            s = q @ k.transpose(-1, -2) / math.sqrt(self.d // H)                   # B, H, P, 64
-            vmask = valid[:, None, :]
-            m = s.max(-1).values                                                   # phrase → best cell
-            g = torch.sigmoid(self.gate(ph)).transpose(1, 2) * vmask               # B, H, P: content phrases
-            o = torch.sigmoid(self.obj(f)).transpose(1, 2)                         # B, H, 64: object cells
-            c = s.masked_fill(~vmask[..., None], -1e4).max(2).values               # cell → best phrase
-            n_g = g.sum(-1) + 1e-4
-            mean_m = (g * m).sum(-1) / n_g
-            soft_min = -torch.logsumexp(-(m + (1 - g) * 10).masked_fill(~vmask, 1e4) * 2, -1) / 2
-            cov = (o * torch.sigmoid(c)).sum(-1) / (o.sum(-1) + 1e-4)
-            feats = torch.cat([mean_m, soft_min, cov, o.sum(-1) / 16, n_g / 8, (g * torch.sigmoid(m)).sum(-1) / 8,
-                               valid.sum(-1, keepdim=True) / 8], -1)
-            z = self.phrase(m.transpose(1, 2)).squeeze(-1)                         # B, P
-            nv = valid.sum(-1, keepdim=True) + 1e-4
-            zmin = -torch.logsumexp(-z.masked_fill(~valid, 1e4) * 2, -1, keepdim=True) / 2
-            pz = torch.sigmoid(z) * valid
-            feats = torch.cat([feats, zmin / 4, pz.sum(-1, keepdim=True) / nv, (valid & (z < 0)).sum(-1, keepdim=True) / 8,
-                               ((1 - torch.sigmoid(z)) * valid).sum(-1, keepdim=True) / 8, pz.sum(-1, keepdim=True) / 8], -1)
-            text = (ph * valid[..., None]).sum(1) / nv
-            out = self.head(torch.cat([feats, f.mean(1), text], -1))
-            return (out, z) if return_phrases else out
-    return JudgeNet()
-
-class FeatureJudge:
-    "A learned judge: images + captions in, SAIL-VL2 scores out. Never sees a scene."
-    name = "learned"
-    def __init__(self, net, device: str = "cpu", batch_size: int = 256):
-        self.net, self.device, self.batch_size = net.to(device).eval(), device, batch_size
-
-    def logits(self, images, captions):
-        import torch
-        if len(images) != len(captions): raise ValueError(f"{len(images)} images but {len(captions)} captions")
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(images), self.batch_size):
-                ims = torch.from_numpy(np.stack([judge_image_array(im) for im in images[s:s + self.batch_size]]))
-                ph = torch.from_numpy(np.stack([caption_features(c, self.net.n_buckets) for c in captions[s:s + self.batch_size]]))
-                outs.append(self.net(ims.to(self.device), ph.to(self.device)).float().cpu())
-        return torch.cat(outs) if outs else torch.zeros(0, 11)
-
-    def score(self, images, captions):
-        out = self.logits(images, captions)
-        r, a, v = out[:, :5].argmax(1) + 1, out[:, 5:10].argmax(1) + 1, out[:, 10] > 0
-        return [dict(richness=int(x), alignment=int(y), verdict=bool(z)) for x, y, z in zip(r, a, v)]
-
-    def save(self, path):
-        import torch
-        p = Path(path); p.mkdir(parents=True, exist_ok=True)
-        torch.save(self.net.state_dict(), p / "judge.pt")
-        (p / "judge.json").write_text(json.dumps(dict(kind="feature_judge", n_buckets=self.net.n_buckets, d=self.net.d,
-                                                      heads=self.net.heads)))
-        return p
-
-    @classmethod
-    def load(cls, path, device: str = "cpu"):
-        import torch
-        p = Path(path)
-        if not (p / "judge.json").exists(): raise FileNotFoundError(f"no judge.json in {str(p)!r}")
-        meta = json.loads((p / "judge.json").read_text())
-        net = _judge_net(meta["n_buckets"], meta["d"], meta["heads"])
-        net.load_state_dict(torch.load(p / "judge.pt", map_location="cpu", weights_only=True))
-        return cls(net, device)
-
-def load_judge(path, device: str | None = None):
-    "A judge saved in a folder (`FeatureJudge.save`), on `device` (default: a GPU when there is one)."
-    import torch
-    return FeatureJudge.load(path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 # %% ../../nbs/08b_curation_learned.ipynb #ff2d81a6
 _POS_NAMES = [pos_name(r, c) for r in range(3) for c in range(3)]
@@ -321,7 +139,7 @@ def judge_examples(n_images: int, seed: int = 0, split: str = "judge", image_siz
 
 def train_judge(n_images: int = 2000, steps: int = 1500, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                 device: str | None = None, examples=None, progress: bool = False):
-    "Train a `FeatureJudge` on oracle labels. Returns (judge, loss history)."
+    "Train a `LearnedJudge` on oracle labels. Returns (judge, loss history)."
     import torch, torch.nn.functional as F
     from tqdm.auto import tqdm
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -345,7 +163,7 @@ def train_judge(n_images: int = 2000, steps: int = 1500, batch_size: int = 128, 
                 + F.binary_cross_entropy_with_logits(z[lab], pl[lab].float()))
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         hist.append(loss.item())
-    return FeatureJudge(net.eval(), device), hist
+    return LearnedJudge(net.eval(), device), hist
 
 def judge_agreement(pred: list[dict], labels, cfg: CurationConfig | None = None) -> dict:
     """Agreement of judge outputs with oracle labels (N×3: richness, alignment, verdict): per-output accuracy, and

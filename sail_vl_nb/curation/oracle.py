@@ -5,18 +5,16 @@ are all the pipeline sees of its components, with alt-text, strong-annotator and
 
 # %% ../../nbs/06d_curation_oracle.ipynb #fe0b9599
 from __future__ import annotations
-import hashlib, random, re
+import random, re
 from collections import Counter
 from typing import Protocol, runtime_checkable
 
-from PIL import Image
-
-from ..tiling import to_rgb
+from ..tiling import pixel_key as _pixel_key
 from ..world import COLORS, NUM_WORDS, load_scene, objects_in_text, pos_name, reference_caption
 from .records import Reject, decode_image
 
 # %% auto #0
-__all__ = ['caption_claims', 'oracle_scores', 'Captioner', 'Judge', 'pixel_key', 'SceneIndex', 'AltTextCaptioner',
+__all__ = ['pixel_key', 'caption_claims', 'oracle_scores', 'Captioner', 'Judge', 'SceneIndex', 'AltTextCaptioner',
            'ReferenceCaptioner', 'OracleJudge']
 
 # %% ../../nbs/06d_curation_oracle.ipynb #07db05e7
@@ -88,10 +86,7 @@ class Judge(Protocol):
     "images + captions → one dict per pair: richness (int 1-5), alignment (int 1-5), verdict (bool)."
     def score(self, images: list, captions: list) -> list[dict]: ...
 
-def pixel_key(img: Image.Image) -> str:
-    "SHA-256 of an image's RGB pixels and size: equal keys ⇔ identical pictures, whatever the file encoding."
-    img = to_rgb(img)
-    return hashlib.sha256(f"{img.width}x{img.height}:".encode() + img.tobytes()).hexdigest()
+pixel_key = _pixel_key          # the package's one pixel key (`tiling.pixel_key`, 01_tiling), under its curation name
 
 class SceneIndex:
     "pixels → scene_json, for the oracle roles (built from records that carry `scene_json`)."

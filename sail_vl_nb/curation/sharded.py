@@ -5,10 +5,11 @@ resumes after a kill and gives the same files whatever the number of processes; 
 
 # %% ../../nbs/06h_curation_sharded.ipynb #207f84ee
 from __future__ import annotations
-import json, math, os, random, shutil, time
+import json, math, shutil, time
 from dataclasses import fields
 from pathlib import Path
 
+from ..folders import atomic_dir, done_info, is_complete
 from .synthetic import make_pool
 from .records import CurationConfig, duplicate_id_rows
 from .oracle import AltTextCaptioner, OracleJudge, ReferenceCaptioner, SceneIndex
@@ -34,17 +35,6 @@ def _read_rows(path) -> list[dict]:
     import pyarrow.parquet as pq
     return pq.read_table(path).to_pylist()
 
-def _atomic_dir(final: Path, write):
-    "Call write(tmp_dir), then rename tmp_dir → final (atomic); a DONE marker is written last inside."
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{random.randrange(1 << 30):08x}"
-    tmp.mkdir(parents=True)
-    try:
-        info = write(tmp)
-        (tmp / "DONE").write_text(json.dumps(info or {}, sort_keys=True))
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-
 def _load_source(source):
     from datasets import Dataset, load_dataset, load_from_disk
     if isinstance(source, Dataset): return source
@@ -68,7 +58,7 @@ def _component(spec, kind: str, records, device=None):
     if spec == "alt": return AltTextCaptioner()
     p = Path(spec)
     if p.is_dir():                                   # a model folder: load it once per process
-        from sail_vl_nb.curation.learned import load_captioner, load_judge     # trained in 08b_curation_learned
+        from sail_vl_nb.curation.trained import load_captioner, load_judge     # 06da; trained in 08b_curation_learned
         key = (kind, str(p.resolve()), str(device))
         if key not in _LOADED:
             _LOADED[key] = (load_captioner if kind == "captioner" else load_judge)(p, device=device)
@@ -121,8 +111,8 @@ def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge
         if not rj.exists(): rj.write_text(json.dumps(run, indent=1, sort_keys=True))
         for t in list(shards_dir.glob(".tmp-*")) + list(out.glob(".tmp-*")): shutil.rmtree(t, ignore_errors=True)
     acc.wait_for_everyone()
-    done = lambda k: (shards_dir / f"shard-{k:05d}" / "DONE").exists()
-    todo = [k for k in range(n_shards) if not done(k)] if not (final / "DONE").exists() else []
+    done = lambda k: is_complete(shards_dir / f"shard-{k:05d}")
+    todo = [k for k in range(n_shards) if not done(k)] if not is_complete(final) else []
     acc.wait_for_everyone()                       # everyone has listed the work before anyone writes
     dup_rows = duplicate_id_rows(ds["id"]) if "id" in ds.column_names else set()
     raw = ds.cast_column("image", type(ds.features["image"])(decode=False)) \
@@ -141,10 +131,10 @@ def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge
                 _write_table(rej, rschema, tmp / "rejected.parquet")
                 (tmp / "ledger.json").write_text(json.dumps(led, sort_keys=True))
                 return dict(shard=k, rows=[lo, hi], candidates=len(cands), rejected=len(rej))
-            _atomic_dir(shards_dir / f"shard-{k:05d}", write)
+            atomic_dir(shards_dir / f"shard-{k:05d}", write)
             if throttle: time.sleep(throttle)
     acc.wait_for_everyone()
-    if acc.is_main_process and not (final / "DONE").exists():
+    if acc.is_main_process and not is_complete(final):
         missing = [k for k in range(n_shards) if not done(k)]
         if missing: raise RuntimeError(f"shards {missing[:10]} are missing after all processes finished")
         cands, rejected, leds = [], [], []
@@ -165,9 +155,9 @@ def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge
             (tmp / "timings.json").write_text(json.dumps([{k: v for k, v in r.items() if k == "step" or k.endswith("seconds")}
                                                           for r in ledger], indent=1))
             return dict(n_in=n, kept=len(kept), rejected=len(rejected))
-        _atomic_dir(final, write)
+        atomic_dir(final, write)
     acc.wait_for_everyone()
-    summary = dict(json.loads((final / "DONE").read_text()), out_dir=str(out), shards=n_shards, processes=acc.num_processes,
+    summary = dict(done_info(final), out_dir=str(out), shards=n_shards, processes=acc.num_processes,
                    shards_this_run=len(todo))
     if own:
         acc.wait_for_everyone(); acc.end_training()
@@ -178,10 +168,10 @@ def load_curated(out_dir) -> CurationResult:
     import pyarrow.parquet as pq
     from datasets import Dataset
     final = Path(out_dir) / "final"
-    if not (final / "DONE").exists(): raise FileNotFoundError(f"no finished curation run in {out_dir} (final/DONE missing)")
+    if not is_complete(final): raise FileNotFoundError(f"no finished curation run in {out_dir} (final/DONE missing)")
     kept, rej = (Dataset(pq.read_table(final / f)) for f in ("kept.parquet", "rejected.parquet"))
     ledger = ledger_frame(json.loads((final / "ledger.json").read_text()))
-    info = json.loads((final / "DONE").read_text())
+    info = done_info(final)
     run = json.loads((Path(out_dir) / "run.json").read_text())
     res = CurationResult(kept, rej, ledger, info["n_in"], CurationConfig(**run["config"]))
     check_accounting(res.n_in, kept, rej, ledger)
@@ -220,9 +210,9 @@ def cli_curate(args) -> dict:
     try:
         if args.world is not None:
             src = out / "pool"
-            if acc.is_main_process and not (src / "DONE").exists():
+            if acc.is_main_process and not is_complete(src):
                 for t in out.glob(".tmp-pool-*"): shutil.rmtree(t, ignore_errors=True)
-                _atomic_dir(src, lambda tmp: make_pool(args.world, seed=args.seed, dup_rate=args.dup_rate,
+                atomic_dir(src, lambda tmp: make_pool(args.world, seed=args.seed, dup_rate=args.dup_rate,
                                                        progress=not args.no_progress).save_to_disk(str(tmp / "data")) or {})
             acc.wait_for_everyone()
             src = src / "data"

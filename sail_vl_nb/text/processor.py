@@ -243,6 +243,26 @@ def expected_labels(ids: list[int], tokenizer) -> list[int]:
             if t == end: role = None
     return out
 
+# %% ../../nbs/04b_text_processor.ipynb #f17adef9
+@patch
+def text_ids(self: SailVLProcessor, text: str) -> list[int]:
+    "Token ids of a piece of text: no special tokens added, special-token strings in it split as plain text."
+    return self._enc(text)
+
+@patch
+def chatml_turn(self: SailVLProcessor, role: str, body, learn: bool = False) -> tuple[list[int], list[int]]:
+    """One ChatML turn, `<|im_start|>role\n` body `<|im_end|>\n`, as (ids, labels). `body`: a text or token ids.
+    `learn`: the labels keep the body and `<|im_end|>` (an answer to learn); otherwise every label is -100."""
+    body = self._enc(body) if isinstance(body, str) else list(body)
+    head = [self.ids["im_start"]] + self._enc(role + "\n")
+    ids = head + body + [self.ids["im_end"]] + self._nl
+    return ids, ([-100] * len(head) + body + [self.ids["im_end"]] + [-100] * len(self._nl)) if learn else [-100] * len(ids)
+
+@patch
+def chatml_generation_prompt(self: SailVLProcessor) -> list[int]:
+    "`<|im_start|>assistant\n`: what `add_generation_prompt=True` appends, for the model to answer after."
+    return [self.ids["im_start"]] + self._enc("assistant\n")
+
 # %% ../../nbs/04b_text_processor.ipynb #079dea2a
 @patch
 def save_pretrained(self: SailVLProcessor, folder):

@@ -15,7 +15,8 @@ from ..data import CAPTION_PROMPT
 from ..text import SPECIAL_TOKENS, SailVLProcessor, default_tokenizer
 from ..world import (COLORS, NUM_WORDS, SHAPES, SIDES, load_scene, make_questions, pos_name, reference_caption,
                               sample_scene)
-from .recipes import RECIPES, LMRecipe, _cosine, _decay_groups
+from .recipes import RECIPES, LMRecipe
+from ..train import lr_lambda, param_groups
 from .build import processor_for
 
 # %% auto #0
@@ -56,12 +57,8 @@ def lm_documents(n_scenes: int, processor: SailVLProcessor, seed: int = 0, p_rea
     `p_simple` of the scenes has at most 2 objects (short captions are easier to learn to read from); a reading
     document asks to describe the picture with probability `p_describe`, answered by the very caption in the slot
     with probability `p_exact` (copying: the simplest way to learn to use the context), else by a re-worded one."""
-    I, enc, nl = processor.ids, processor._enc, processor._nl
+    I, enc, turn = processor.ids, processor.text_ids, processor.chatml_turn
     eot = processor.tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["eos"])
-    def turn(role, body, learn):
-        ids = [I["im_start"]] + enc(role + "\n") + body + [I["im_end"]] + nl
-        head = len(ids) - len(body) - 1 - len(nl)
-        return ids, ([-100] * head + body + [I["im_end"]] + [-100] * len(nl)) if learn else [-100] * len(ids)
     docs = []
     for i in range(n_scenes):
         rng = random.Random(f"{split}:{seed}:{i}")
@@ -135,8 +132,8 @@ def pretrain_lm(scale: str = "tiny", recipe: LMRecipe | None = None, tokenizer=N
     torch.manual_seed(recipe.seed)
     lm = Qwen2ForCausalLM(cfg.text_config)
     ppl0 = perplexity(lm, hx, hy)
-    opt = torch.optim.AdamW(_decay_groups(lm, recipe.weight_decay), lr=recipe.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, recipe.steps, recipe.warmup_ratio))
+    opt = torch.optim.AdamW(param_groups(lm, recipe.lr, recipe.weight_decay), lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("ramped_cosine", recipe.steps, recipe.warmup_ratio))
     g = torch.Generator().manual_seed(recipe.seed)
     perm, pos, history = torch.randperm(len(x), generator=g), 0, []
     lm.train()
@@ -164,15 +161,15 @@ def reading_accuracy(lm, scale: str, bench, blind: bool = False, batch_size: int
     slot (`blind=True`: an empty slot). `bench` needs `scene_json`, `question`, `answer`, `category`, `level`."""
     from sail_vl_nb.evaluate import score_predictions
     proc = processor_for(scale)
-    I, enc, nl = proc.ids, proc._enc, proc._nl
+    I, enc = proc.ids, proc.text_ids
     was = lm.training; lm.eval(); preds = []
     for k in range(0, len(bench), batch_size):
         rows = bench[k:k + batch_size]
         prompts = []
         for sj, q in zip(rows["scene_json"], rows["question"]):
             cap = "" if blind else reference_caption(load_scene(sj), random.Random(f"read:{caption_seed}:{sj}"))
-            prompts.append([I["im_start"]] + enc("user\n") + [I["img_start"]] + enc(cap) + [I["img_end"]] + enc("\n" + q)
-                           + [I["im_end"]] + nl + [I["im_start"]] + enc("assistant\n"))
+            prompts.append(proc.chatml_turn("user", [I["img_start"]] + enc(cap) + [I["img_end"]] + enc("\n" + q))[0]
+                           + proc.chatml_generation_prompt())
         L = max(map(len, prompts))
         ids = torch.tensor([[proc.pad_id] * (L - len(p)) + p for p in prompts])
         att = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])

@@ -5,8 +5,8 @@ schedule both pretrainings share."""
 
 # %% ../../nbs/09b_towers_recipes.ipynb #edf5d565
 from __future__ import annotations
-import math
 from dataclasses import dataclass
+from ..train import lr_lambda, param_groups
 
 # %% auto #0
 __all__ = ['TWIN_CHANGES', 'RECIPES', 'VisionRecipe', 'LMRecipe']
@@ -56,11 +56,7 @@ RECIPES = {"tiny": {"vision": VisionRecipe(steps=1500, dense_weight=1.0), "lm": 
            "small": {"vision": VisionRecipe(steps=350, batch_size=32, lr=2e-3, n_pairs=4000, text_dim=96, embed_dim=128),
                      "lm": LMRecipe(steps=440, batch_size=8, lr=2e-3, n_scenes=4000)}}
 
-def _cosine(step, total, warmup_ratio):
-    warm = max(1, int(round(warmup_ratio * total)))
-    return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-
-def _decay_groups(module, wd):
-    decay = [p for p in module.parameters() if p.ndim >= 2]
-    rest = [p for p in module.parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
+# Both pretrainings use `train`'s helpers: `param_groups(model, recipe.lr, recipe.weight_decay)` and
+# `lr_lambda("ramped_cosine", recipe.steps, recipe.warmup_ratio)`. The old private names stay:
+def _cosine(step, total, warmup_ratio): return lr_lambda("ramped_cosine", total, warmup_ratio)(step)
+def _decay_groups(module, wd): return param_groups(module, None, wd)

@@ -15,7 +15,8 @@ from ..config import get_config
 from ..text import default_tokenizer
 from ..tiling import IMAGENET_MEAN, IMAGENET_STD
 from ..world import COLORS, SHAPES, SIZES, WORDS, load_scene, reference_caption, render_scene, sample_scene
-from .recipes import RECIPES, TWIN_CHANGES, VisionRecipe, _cosine, _decay_groups
+from .recipes import RECIPES, TWIN_CHANGES, VisionRecipe
+from ..train import lr_lambda, param_groups
 
 # %% auto #0
 __all__ = ['CELL_CLASSES', 'DENSE_TEXTS', 'MAX_BARS', 'pixels_u8', 'normalize_pixels', 'vision_features', 'twin',
@@ -197,8 +198,8 @@ def pretrain_vision(scale: str = "tiny", recipe: VisionRecipe | None = None, tok
     vision = InternVLVisionModel(cfg.vision_config)
     model = SigLIPPretrainer(vision, len(tok), recipe.text_dim, recipe.embed_dim)
     if targets is not None: model.dense = DenseHeads(cfg.vision_config.hidden_size)     # trained with the rest
-    opt = torch.optim.AdamW(_decay_groups(model, recipe.weight_decay), lr=recipe.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, recipe.steps, recipe.warmup_ratio))
+    opt = torch.optim.AdamW(param_groups(model, recipe.lr, recipe.weight_decay), lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("ramped_cosine", recipe.steps, recipe.warmup_ratio))
     g = torch.Generator().manual_seed(recipe.seed)
     per, n_pairs = recipe.batch_size // 2, len(scenes) // 2
     perm, pos, epoch, history = torch.randperm(n_pairs, generator=g), 0, 0, []
