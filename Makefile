@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test lint export clean-nbs readme
+.PHONY: install demo test lint export clean-nbs readme outputs
 
 install: $(VENV)/.installed
 
@@ -33,3 +33,8 @@ export: install
 
 readme: install
 	$(PY) tools/readme.py
+
+# Run the notebooks and write back their figures, tables and printed results (CONTRIBUTING.md, "Outputs"):
+# all of them, or `make outputs NB="nbs/05_evaluate.ipynb nbs/07_data.ipynb"`.
+outputs: install
+	$(OFFLINE) MPLBACKEND=Agg $(PY) tools/outputs.py $(NB)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check a change must pass; `make test` and CI (.ci/run) call this after installing into $VENV.
 # Prints a closing line "N passed, N failed" counting notebooks (nbdev-test) and pytest tests together; the sync
-# checks (steps 1-3, together) and the lint (step 4) each add one failure when they fail.
+# checks (steps 1-3, together) and the lint (step 4: ruff, the import graph, the committed outputs) each add one
+# failure when they fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -32,6 +33,8 @@ if [ -x "$BIN/ruff" ]; then
 else echo "FAIL: $BIN/ruff not found: install the dev extra (pip install -e '.[dev]')"; fail_lint=1; fi
 echo "-- import graph: no module imports one from a later notebook (tools/import_graph.py) --"
 "$BIN/python" tools/import_graph.py | tail -n 4 || { echo "FAIL: a back-edge in the import graph (run python tools/import_graph.py)"; fail_lint=1; }
+echo "-- committed notebook outputs: only figures, tables and printed text, within the size caps (tools/outputs.py --check) --"
+"$BIN/python" tools/outputs.py --check || { echo "FAIL: notebook outputs break the policy in CONTRIBUTING.md, \"Outputs\" (regenerate: make outputs)"; fail_lint=1; }
 
 echo "== 5. notebooks (nbdev-test) =="
 t0=$(date +%s)
