@@ -203,6 +203,7 @@ def _bounded_profile(u, c, g, k, n, grid, iters: int = 100):
     ll = (k * np.log(p) + (n - k) * np.log1p(-p)).sum(1)
     return theta, ll, p, info
 
+# %% ../nbs/11_itemfit.ipynb #ce010243
 def _fit_counts(size, run, c, k, n, level: float, dispersion: str, grid, group=None):
     """The numeric core of `profile_items` on flat arrays, one entry per (size, run, group, chance) cell: `run` and
     `group` integer ids (`group` None: one group per chance level)."""
@@ -234,6 +235,7 @@ def _fit_counts(size, run, c, k, n, level: float, dispersion: str, grid, group=N
     return dict(i=i, theta=theta, ll=ll, info=info, phi=phi, df=df, R=R, crit=crit, lo=lo, hi=hi, ref=ref, n=float(n.sum()),
                 k_params=theta.shape[1])
 
+# %% ../nbs/11_itemfit.ipynb #fb13fb2c
 def profile_items(items, level: float = 0.95, dispersion: str = "run", run=None, group=None, grid=LAMBDA_GRID) -> ShapeFit:
     """Box-Cox λ from item outcomes: correct ~ Bernoulli(c + (1 − c)·σ(a + b·boxcox(D/D̄, λ))), c the chance level of
     each item, by maximum likelihood on every λ of `grid`. `items`: a DataFrame with `size`, `chance` and `correct`
