@@ -16,6 +16,7 @@ from scipy import stats
 from scipy.special import expit
 
 from .scaling import boxcox
+from .scaling.compare import _verdict
 
 # %% auto #0
 __all__ = ['LAMBDA_GRID', 'SHAPES_OF', 'FIXTURES', 'answer_options', 'chance_level', 'ShapeFit', 'shape_verdict', 'profile_means',
@@ -97,15 +98,10 @@ class ShapeFit:
         return (f"{self.method}: λ = {self.lam:.2f} [{self.lo:.2f}, {self.hi:.2f}] ({self.level:.0%}; {self.n_runs} runs"
                 + (f", {self.n_items} items, dispersion {self.phi:.2f}" if self.method == "items" else "") + f") → {self.verdict}")
 
-def shape_verdict(lo: float, hi: float, exclude: tuple = (0.0, 1.0)) -> str:
-    "Read a λ interval: logarithmic, linear, inconclusive (holds both 0 and 1), or another shape."
-    has0, has1 = lo <= 0 <= hi, lo <= 1 <= hi
-    if has0 and has1: return "inconclusive at this design (the interval holds both 0 = log and 1 = linear)"
-    if has0: return "logarithmic (holds 0, excludes 1)"
-    if has1: return "linear (holds 1, excludes 0)"
-    if hi < 0: return "saturating, more curved than log (below 0)"
-    if lo > 1: return "accelerating (above 1)"
-    return "between log and linear (excludes both)"
+def shape_verdict(lo: float, hi: float) -> str:
+    "Read a λ interval as `scaling.linearity` does, except that one holding both 0 and 1 is inconclusive *at this design*."
+    if lo <= 0 <= hi and lo <= 1 <= hi: return "inconclusive at this design (the interval holds both 0 = log and 1 = linear)"
+    return _verdict(None, lo, hi)
 
 def _shapes_table(grid, ll, k_base, phi, n_eff, lam_hat):
     "log (λ = 0), linear (λ = 1) and Box-Cox (λ free): log-likelihood, (Q)AICc, LR test of the fixed shapes."
