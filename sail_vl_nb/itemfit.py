@@ -19,7 +19,7 @@ from .scaling import boxcox
 from .scaling.compare import _verdict
 
 # %% auto #0
-__all__ = ['LAMBDA_GRID', 'SHAPES_OF', 'FIXTURES', 'answer_options', 'chance_level', 'ShapeFit', 'shape_verdict', 'profile_means',
+__all__ = ['LAMBDA_GRID', 'FIXTURES', 'answer_options', 'chance_level', 'ShapeFit', 'shape_verdict', 'profile_means',
            'profile_items', 'predict_items', 'plot_profile', 'law_verdict', 'load_fixture', 'cluster_se',
            'compare_items']
 
@@ -71,8 +71,6 @@ def _u(x):
     return x / math.exp(np.log(x).mean())     # sizes relative to their geometric mean: a well-conditioned λ profile
 
 # %% ../nbs/11_itemfit.ipynb #496dd297
-SHAPES_OF = {"log": 0.0, "linear": 1.0}
-
 @dataclass
 class ShapeFit:
     "The profile of Box-Cox λ in score = g(a + b·boxcox(D/D̄, λ)), its interval, the shapes compared, and a verdict."
