@@ -13,8 +13,8 @@ def set_offline():
     for v in OFFLINE_VARS: os.environ.setdefault(v, "1")
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'TASKS', 'set_offline', 'cmd_smoke', 'cmd_scales', 'cmd_train', 'evaluate_gate', 'build_parser',
-           'main']
+__all__ = ['OFFLINE_VARS', 'TASKS', 'set_offline', 'cmd_smoke', 'cmd_scales', 'cmd_train', 'evaluate_gate', 'add_recipe_parser',
+           'cli_recipe', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #8c5b01fc
 def cmd_smoke(args) -> dict:
@@ -123,6 +123,37 @@ def evaluate_gate(model, proc, world, n_per_category: int, bench_seed: int, out)
     (Path(out) / "eval.json").write_text(json.dumps(keep, indent=1, default=str))
     return keep
 
+# %% ../nbs/13_cli.ipynb #f864b095
+def add_recipe_parser(sub):
+    "Add `sail-vl recipe` to the CLI's sub-command parsers (nothing heavy is imported until it runs)."
+    s = sub.add_parser("recipe", help="run SAIL-VL's five training stages at a scale, scoring each one")
+    s.add_argument("--scale", default="tiny", help="run the shipped recipe of this scale (tiny, small; default tiny)")
+    s.add_argument("--recipe", default=None, help="a recipe YAML (or shipped name) instead of the scale's")
+    s.add_argument("--out", required=True, help="run folder; must be new or empty unless --resume")
+    s.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
+    s.add_argument("--one-stage", action="store_true", help="the one-stage alternative: the SFT stages mixed in one")
+    s.add_argument("--quick", action="store_true", help="a toy budget (seconds): every part runs, nothing is learned")
+    s.add_argument("--bench-seed", type=int, default=0, help="benchmark seed (default 0, the standard benchmark)")
+    s.set_defaults(func=cli_recipe)
+
+def cli_recipe(args) -> dict:
+    "`sail-vl recipe`: run, print the stage table, save the figure."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sail_vl_nb.recipe.spec import load_recipe, one_stage
+    from sail_vl_nb.recipe.run import plot_stages, run_recipe, shrink, stage_table
+    recipe = load_recipe(args.recipe or args.scale)
+    if args.one_stage: recipe = one_stage(recipe)
+    if args.quick: recipe = shrink(recipe)
+    print(f"sail-vl recipe: {recipe.name} ({len(recipe.stages)} stages, {sum(s.stage.max_steps or 0 for s in recipe.stages)} steps) -> {args.out}")
+    res = run_recipe(recipe, args.out, resume=args.resume, bench_seed=args.bench_seed)
+    table = stage_table(res["rows"])
+    print(table.to_string())
+    ax = plot_stages(res["rows"], title=f"{recipe.name}: score after each stage"); plt.tight_layout()
+    ax.figure.savefig(os.path.join(args.out, "stages.png"), dpi=110); plt.close(ax.figure)
+    print(f"sail-vl recipe: {res['wall_s']:.0f} s; stage table in {args.out}/stages.json, figure in {args.out}/stages.png")
+    return res
+
 # %% ../nbs/13_cli.ipynb #b2f26994
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sail-vl", description="SAIL-VL in miniature: build, train and measure a VLM offline.")
@@ -152,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
     from sail_vl_nb.curation import add_curate_parser      # `sail-vl curate` lives with the pipeline it runs
     add_curate_parser(sub)
+    add_recipe_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(); return 0
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:  # bad input: one clear line, no traceback
         print(f"sail-vl {args.command}: error: {e}", file=sys.stderr); return 2
     return 0
 

@@ -96,12 +96,21 @@ class SailVLForConditionalGeneration(SailVLPreTrainedModel, GenerationMixin):
     def forward(self, input_ids: torch.LongTensor | None = None, pixel_values: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.LongTensor | None = None,
                 cache=None, inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
-                use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, **kwargs) -> CausalLMOutputWithPast:
+                use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, dummy_image: bool = False,
+                **kwargs) -> CausalLMOutputWithPast:
+        """`dummy_image=True`: `pixel_values` is a stand-in for a text-only batch. The vision tower and the projector
+        run on it and their output enters the graph multiplied by zero, so every module takes part in every forward
+        (FSDP and ZeRO-3 wait forever on a rank that skips one) while the result is the text-only result."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-            if pixel_values is not None:
+            if dummy_image:
+                if pixel_values is None: raise ValueError("dummy_image=True needs pixel_values (one stand-in tile)")
+                n = int((input_ids == self.config.image_token_id).sum())
+                if n: raise ValueError(f"dummy_image=True but the text has {n} <IMG_CONTEXT> tokens")
+                inputs_embeds = inputs_embeds + 0.0 * self.get_image_features(pixel_values).sum().to(inputs_embeds.dtype)
+            elif pixel_values is not None:
                 inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, self.get_image_features(pixel_values))
             elif cache is None or cache.get_seq_length() == 0:
                 n = int((input_ids == self.config.image_token_id).sum())

@@ -17,7 +17,7 @@ from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
 __all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
-           'param_groups', 'lr_lambda', 'apply_stage', 'TrainResult', 'default_accelerator', 'train_stage',
+           'param_groups', 'lr_lambda', 'apply_stage', 'TrainResult', 'manifest', 'default_accelerator', 'train_stage',
            'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
@@ -38,7 +38,8 @@ class Stage:
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
     batch_size: int = 32                    # samples per micro-batch per process
-    grad_accum: int = 1                     # micro-batches per optimiser step
+    grad_accum: int = 1                     # micro-batches per optimiser step (or derive it from global_batch)
+    global_batch: int | None = None         # samples per optimiser step over all processes: accumulation = global_batch / (batch_size x processes)
     max_steps: int | None = None            # optimiser steps; or give epochs
     epochs: float | None = None
     max_length: int = 512                   # tokens per sample (or per packed row)
@@ -65,6 +66,9 @@ class Stage:
         if self.epochs is not None and self.epochs <= 0: raise ValueError(f"stage {self.name!r}: epochs must be > 0")
         for f in ("batch_size", "grad_accum", "max_length", "log_every"):
             if getattr(self, f) < 1: raise ValueError(f"stage {self.name!r}: {f} must be >= 1")
+        if self.global_batch is not None:
+            if self.global_batch < self.batch_size: raise ValueError(f"stage {self.name!r}: global_batch {self.global_batch} < batch_size {self.batch_size}")
+            if self.grad_accum != 1: raise ValueError(f"stage {self.name!r}: give global_batch or grad_accum, not both")
         if not 0 <= self.warmup_ratio < 1: raise ValueError(f"stage {self.name!r}: warmup_ratio must be in [0, 1)")
         if self.overflow not in ("reject", "truncate"): raise ValueError(f"stage {self.name!r}: overflow must be 'reject' or 'truncate'")
         self.data = dict(self.data or {})
@@ -80,6 +84,16 @@ class Stage:
             if missing: raise ValueError(f"stage {self.name!r}: no learning rate for trained module(s) {missing}")
             return {m: self.lr[m] for m in self.train}
         return {m: self.lr for m in self.train}
+
+    def accumulation(self, processes: int = 1) -> int:
+        """Micro-batches per optimiser step on `processes` processes: `grad_accum`, or `global_batch / (batch_size x
+        processes)` when the stage declares its global batch — so the stage means the same on 1 process or 8."""
+        if self.global_batch is None: return self.grad_accum
+        per_step = self.batch_size * processes
+        if self.global_batch % per_step:
+            raise ValueError(f"stage {self.name!r}: global_batch {self.global_batch} is not a multiple of batch_size "
+                             f"{self.batch_size} x {processes} processes = {per_step}")
+        return self.global_batch // per_step
 
     def to_dict(self) -> dict:
         d = asdict(self); d["train"] = list(self.train); d["betas"] = list(self.betas); return d
@@ -106,7 +120,7 @@ def stages_table(stages: list[Stage]):
     for s in stages:
         rows.append({"stage": s.name, "trainable": " + ".join(s.train),
                      "lr": ", ".join(f"{m} {v:g}" for m, v in s.lrs().items()), "schedule": f"{s.schedule}, warm-up {s.warmup_ratio:.0%}",
-                     "batch": f"{s.batch_size} x {s.grad_accum} acc", "length": s.max_length, "packing": s.pack,
+                     "batch": f"{s.global_batch} global" if s.global_batch else f"{s.batch_size} x {s.grad_accum} acc", "length": s.max_length, "packing": s.pack,
                      "steps": s.max_steps if s.max_steps else f"{s.epochs:g} epochs"})
     return pd.DataFrame(rows).set_index("stage")
 
@@ -189,12 +203,24 @@ class TrainResult:
     tokens_per_s: float = 0.0
     data: dict = field(default_factory=dict)
     out_dir: str = ""
+    tokens: int = 0                         # tokens trained on in this call (not counting padding)
 
 def _plan(step: int, n: int, global_batch: int, steps_per_epoch: int, seed: int) -> list[int]:
     "Sample indices of optimiser step `step`: a slice of the (seed, epoch) permutation."
     epoch, k = divmod(step, steps_per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm[k * global_batch:(k + 1) * global_batch].tolist()
+
+def manifest(ds, stage, total: int, global_batch: int, steps_per_epoch: int, processes: int) -> dict:
+    """The exact samples a stage used: every kept id in dataset order, the rejected ids with their reason, and the ids
+    its `total` optimiser steps draw (the plan is a function of the seed, so this list rebuilds the run)."""
+    drawn = set()
+    for step in range(total):
+        if len(drawn) == len(ds): break
+        drawn.update(_plan(step, len(ds), global_batch, steps_per_epoch, stage.seed))
+    return {"stage": stage.name, "seed": stage.seed, "steps": total, "global_batch": global_batch, "processes": processes,
+            "ids": [x.id for x in ds.items], "used": [ds.items[i].id for i in sorted(drawn)],
+            "rejected": [{"id": r["id"], "reason": r["reason"]} for r in ds.rejected]}
 
 def _checkpoints(out: Path) -> list[Path]:
     return sorted((p for p in (out / "checkpoints").glob("step-*") if is_complete(p)), key=lambda p: int(p.name[5:]))
@@ -216,10 +242,11 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         data, processor, max_length=stage.max_length, overflow=stage.overflow, progress=progress and acc.is_main_process)
     stats = ds.stats()
     world, rank = acc.num_processes, acc.process_index
-    gb = stage.batch_size * stage.grad_accum * world
+    accum = stage.accumulation(world)
+    gb = stage.batch_size * accum * world
     if len(ds) < gb:
         raise ValueError(f"stage {stage.name!r}: {len(ds)} usable samples (of {stats['n_in']}; rejected {stats['reasons']}) "
-                         f"is less than one global batch of {gb} = batch_size {stage.batch_size} x grad_accum {stage.grad_accum} x {world} processes")
+                         f"is less than one global batch of {gb} = batch_size {stage.batch_size} x accumulation {accum} x {world} processes")
     steps_per_epoch = len(ds) // gb
     total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
     groups = apply_stage(model, stage)
@@ -243,9 +270,12 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         out.mkdir(parents=True, exist_ok=True)
         (out / "stage.yaml").write_text(stage.to_yaml())
         (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
+        (out / "manifest.json").write_text(json.dumps(manifest(ds, stage, total, gb, steps_per_epoch, world)))
     pad = processor.pad_id
     collate = (lambda items: collate_packed(items, stage.max_length, pad)) if stage.pack else (lambda items: collate_padded(items, pad))
     dev = acc.device
+    tile = acc.unwrap_model(model).config.tile_size
+    dummy = torch.zeros(1, 3, tile, tile, device=dev)
 
     def save(step):
         final_dir, tmp = out / "checkpoints" / f"step-{step:07d}", out / "checkpoints" / f".tmp-step-{step:07d}"
@@ -270,7 +300,7 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         for step in range(start, total):
             if stop_at is not None and step >= stop_at: break
             idx = _plan(step, len(ds), gb, steps_per_epoch, stage.seed)
-            micro = [idx[a * stage.batch_size * world:(a + 1) * stage.batch_size * world] for a in range(stage.grad_accum)]
+            micro = [idx[a * stage.batch_size * world:(a + 1) * stage.batch_size * world] for a in range(accum)]
             batches = [collate([ds[i] for i in mb[rank * stage.batch_size:(rank + 1) * stage.batch_size]]) for mb in micro]
             n_lab = torch.tensor(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches), device=dev, dtype=torch.float32)
             n_tok = torch.tensor(sum(int((b["labels"] != -100).numel() if "attention_mask" not in b else b["attention_mask"].sum()) if not stage.pack
@@ -281,6 +311,8 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
                 sync = a == len(batches) - 1
                 with (contextlib.nullcontext() if sync else acc.no_sync(model)):
                     inputs = {k: v.to(dev) for k, v in model_inputs(b).items()}
+                    if "pixel_values" not in inputs:               # text only: the towers still run, on a stand-in tile
+                        inputs.update(pixel_values=dummy, dummy_image=True)
                     loss = model(**inputs, use_cache=False, num_items_in_batch=n_lab_all).loss
                     acc.backward(loss * world)                     # DDP averages over processes: undo it
                 step_loss += loss.detach()
@@ -312,7 +344,7 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         if own: acc.end_training()
     wall = time.perf_counter() - t0
     return TrainResult(stage.name, done, history[-1]["loss"] if history else float("nan"), history, wall,
-                       tokens_seen / max(wall, 1e-9), stats, str(out))
+                       tokens_seen / max(wall, 1e-9), stats, str(out), tokens_seen)
 
 # %% ../nbs/08_train.ipynb #7a1e0125
 def load_metrics(out_dir) -> list[dict]:
