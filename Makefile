@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make demo   -> create .venv, install, run the main job (a smoke run of the tiny model)
+#   make demo   -> create .venv, install, run the main job: sail-vl demo (the paper in miniature, a report in runs/demo)
 #   make test   -> create .venv, install, run every check (export sync, clean notebooks, README, lint, nbdev-test, pytest)
 # torch is installed first at a pinned version (the CPU wheel on our machines) and kept as a constraint.
 VENV ?= .venv
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(OFFLINE) $(VENV)/bin/sail-vl smoke
+	$(OFFLINE) $(VENV)/bin/sail-vl demo --out runs/demo --force
 
 test: install
 	$(OFFLINE) VENV=$(VENV) bash tools/check.sh

@@ -14,7 +14,7 @@ def set_offline():
 
 # %% auto #0
 __all__ = ['OFFLINE_VARS', 'TASKS', 'set_offline', 'cmd_smoke', 'cmd_scales', 'cmd_train', 'evaluate_gate', 'add_recipe_parser',
-           'cli_recipe', 'build_parser', 'main']
+           'cli_recipe', 'add_demo_parser', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #8c5b01fc
 def cmd_smoke(args) -> dict:
@@ -154,6 +154,25 @@ def cli_recipe(args) -> dict:
     print(f"sail-vl recipe: {res['wall_s']:.0f} s; stage table in {args.out}/stages.json, figure in {args.out}/stages.png")
     return res
 
+# %% ../nbs/13_cli.ipynb #c4ecd81d
+def add_demo_parser(sub):
+    "Add `sail-vl demo` to the CLI's sub-command parsers."
+    s = sub.add_parser("demo", help="the paper in miniature: curation, the five stages, the visual gain, a report")
+    s.add_argument("--out", default="runs/demo", help="report folder (default runs/demo); must be new or empty")
+    s.add_argument("--quick", action="store_true", help="the same phases on a toy budget (about a minute)")
+    s.add_argument("--force", action="store_true", help="replace an existing report in --out")
+    s.set_defaults(func=cmd_demo)
+
+def cmd_demo(args) -> dict:
+    "`sail-vl demo`: run, print the summary table, say where the report is."
+    import matplotlib; matplotlib.use("Agg")
+    from sail_vl_nb.demo import run_demo, summary_text
+    command = "sail-vl demo" + (" --quick" if args.quick else "") + f" --out {args.out}" + (" --force" if args.force else "")
+    res = run_demo(args.out, quick=args.quick, force=args.force, command=command)
+    print(summary_text(res))
+    print(f"sail-vl demo: report in {args.out}/report.html (and report.md, results.json)")
+    return res
+
 # %% ../nbs/13_cli.ipynb #b2f26994
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sail-vl", description="SAIL-VL in miniature: build, train and measure a VLM offline.")
@@ -184,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sail_vl_nb.curation import add_curate_parser      # `sail-vl curate` lives with the pipeline it runs
     add_curate_parser(sub)
     add_recipe_parser(sub)
+    add_demo_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(); return 0
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:  # bad input: one line
         print(f"sail-vl {args.command}: error: {e}", file=sys.stderr); return 2
+    except KeyboardInterrupt:
+        print(f"sail-vl {args.command}: interrupted", file=sys.stderr); return 130
     return 0
 
 # %% ../nbs/13_cli.ipynb #0839ba39
