@@ -74,7 +74,7 @@ def samples_figure(cur: dict):
     "Pool pictures with alt-text and re-caption, each marked with the judge's verdict."
     import matplotlib.pyplot as plt
     n = len(cur["samples"])
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.6))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 5.4))
     for ax, s, img in zip(axes, cur["samples"], cur["_images"]):
         ax.imshow(img); ax.set_xticks([]); ax.set_yticks([])
         mark = lambda v: "kept" if v["verdict"] and min(v["richness"], v["alignment"]) >= 3 else "dropped"
@@ -181,7 +181,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;p
 
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=100); plt.close(fig)
+    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=100, bbox_inches="tight"); plt.close(fig)
     return buf.getvalue()
 
 def write_report(folder, res: dict, figures: dict) -> dict:

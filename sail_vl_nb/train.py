@@ -17,8 +17,8 @@ from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
 __all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
-           'param_groups', 'lr_lambda', 'apply_stage', 'TrainResult', 'manifest', 'default_accelerator', 'train_stage',
-           'load_metrics', 'plot_losses']
+           'param_groups', 'lr_lambda', 'enable_checkpointing', 'apply_stage', 'TrainResult', 'manifest',
+           'default_accelerator', 'train_stage', 'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
 MODULES = ("vision", "projector", "llm")
@@ -47,6 +47,7 @@ class Stage:
     pack: bool = False                      # pack samples into rows of max_length
     grad_clip: float | None = 1.0
     seed: int = 0
+    gradient_checkpointing: bool = False    # recompute layer activations in backward: less memory, ~1/3 more compute
     save_every: int | None = None           # checkpoint every N steps (and always at the end)
     log_every: int = 10
     data: dict = field(default_factory=dict)  # defaults for `sail-vl train`'s world data: task, n_world, world_seed
@@ -183,6 +184,14 @@ def lr_lambda(schedule: str, total: int, warmup_ratio: float = 0.0, min_lr_ratio
         return max(0, 0.5 * (1.0 + math.cos(math.pi * progress)) * (1 - min_lr_ratio) + min_lr_ratio)
     return factor
 
+def enable_checkpointing(model):
+    """Recompute every vision and LLM layer's activations in backward (transformers' activation checkpointing), in
+    the non-reentrant form, which stays correct when the input comes through a frozen module (a frozen vision tower)."""
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"): model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)     # transformers before the rename
+    return model
+
 def apply_stage(model, stage: Stage) -> list[dict]:
     "Freeze everything the stage does not train; return AdamW parameter groups for what it does."
     lrs, groups = stage.lrs(), []
@@ -244,12 +253,16 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
     world, rank = acc.num_processes, acc.process_index
     accum = stage.accumulation(world)
     gb = stage.batch_size * accum * world
+    if acc.distributed_type == "DEEPSPEED" and accum != 1:
+        raise ValueError(f"stage {stage.name!r}: DeepSpeed accumulates on its own; give a global_batch of batch_size x "
+                         f"processes = {stage.batch_size * world} (accumulation 1), not {accum} micro-batches per step")
     if len(ds) < gb:
         raise ValueError(f"stage {stage.name!r}: {len(ds)} usable samples (of {stats['n_in']}; rejected {stats['reasons']}) "
                          f"is less than one global batch of {gb} = batch_size {stage.batch_size} x accumulation {accum} x {world} processes")
     steps_per_epoch = len(ds) // gb
     total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
     groups = apply_stage(model, stage)
+    if stage.gradient_checkpointing: enable_checkpointing(model)
     opt = torch.optim.AdamW(groups, betas=stage.betas, eps=stage.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(stage.schedule, total, stage.warmup_ratio, stage.min_lr_ratio))
     model, opt = acc.prepare(model, opt)
@@ -334,8 +347,9 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
         if done == total:
             save(total)
             acc.wait_for_everyone()
+            full = acc.get_state_dict(model)           # every rank takes part (FSDP gathers the shards)
             if acc.is_main_process:
-                acc.unwrap_model(model).save_pretrained(out / "final")
+                acc.unwrap_model(model).save_pretrained(out / "final", state_dict=full)
                 processor.save_pretrained(out / "final")
     finally:
         bar.close()
