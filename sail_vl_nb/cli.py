@@ -134,6 +134,8 @@ def add_recipe_parser(sub):
     s.add_argument("--one-stage", action="store_true", help="the one-stage alternative: the SFT stages mixed in one")
     s.add_argument("--quick", action="store_true", help="a toy budget (seconds): every part runs, nothing is learned")
     s.add_argument("--bench-seed", type=int, default=0, help="benchmark seed (default 0, the standard benchmark)")
+    s.add_argument("--micro-batch", type=int, default=None,
+                   help="samples per micro-batch per process for every stage (the global batch stays; accumulation follows)")
     s.set_defaults(func=cli_recipe)
 
 def cli_recipe(args) -> dict:
@@ -145,8 +147,15 @@ def cli_recipe(args) -> dict:
     recipe = load_recipe(args.recipe or args.scale)
     if args.one_stage: recipe = one_stage(recipe)
     if args.quick: recipe = shrink(recipe)
-    print(f"sail-vl recipe: {recipe.name} ({len(recipe.stages)} stages, {sum(s.stage.max_steps or 0 for s in recipe.stages)} steps) -> {args.out}")
+    if args.micro_batch:
+        if args.micro_batch < 1: raise ValueError("--micro-batch must be >= 1")
+        d = recipe.to_dict()
+        for s in d["stages"]: s["stage"]["batch_size"] = args.micro_batch
+        recipe = type(recipe).from_dict(d)
+    main = os.environ.get("RANK", "0") == "0"          # under torchrun / accelerate launch the first process reports
+    if main: print(f"sail-vl recipe: {recipe.name} ({len(recipe.stages)} stages, {sum(s.stage.max_steps or 0 for s in recipe.stages)} steps) -> {args.out}")
     res = run_recipe(recipe, args.out, resume=args.resume, bench_seed=args.bench_seed)
+    if not main: return res
     table = stage_table(res["rows"])
     print(table.to_string())
     ax = plot_stages(res["rows"], title=f"{recipe.name}: score after each stage"); plt.tight_layout()

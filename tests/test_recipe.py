@@ -138,3 +138,25 @@ def test_killed_in_stage_two_and_resumed_gives_the_same_weights(tmp_path):
     a = SailVLForConditionalGeneration.from_pretrained(tmp_path / "whole" / last).state_dict()
     b = SailVLForConditionalGeneration.from_pretrained(broken / last).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recipe_on_two_processes_equals_one(tmp_path):
+    """`sail-vl recipe` under torchrun: 2 processes x micro-batch 16 end every stage with exactly the weights (and the
+    scores) of 1 process x micro-batch 16 x accumulation 2 — the global batch of 32 means the same on both."""
+    import json
+    from safetensors.torch import load_file
+    bin_ = Path(sys.executable).parent
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    two = subprocess.run([str(bin_ / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "sail_vl_nb.cli", "recipe",
+                          "--quick", "--micro-batch", "16", "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("sail-vl recipe:") == 2, "only the first process reports (a header and a closing line)"
+    one = subprocess.run([str(bin_ / "sail-vl"), "recipe", "--quick", "--micro-batch", "16", "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    rows = {k: json.loads((tmp_path / k / "stages.json").read_text())["rows"] for k in ("one", "two")}
+    assert len(rows["two"]) == 5
+    assert [(r["overall"], r["gain"]) for r in rows["one"]] == [(r["overall"], r["gain"]) for r in rows["two"]]
+    for d in sorted((tmp_path / "one").glob("[0-9]-*")):
+        a, b = load_file(d / "final" / "model.safetensors"), load_file(tmp_path / "two" / d.name / "final" / "model.safetensors")
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6, d.name

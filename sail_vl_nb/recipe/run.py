@@ -74,6 +74,9 @@ def run_stage(model, processor, rs, sources: dict, index: int, folder, bench=Non
     res = train_stage(model, processor, rs.stage, samples, folder, resume=resume, stop_at=stop_at,
                       progress=progress, accelerator=accelerator)
     if not (folder / "final").exists(): return None
+    if accelerator is not None and not accelerator.is_main_process:   # the main process scores and records the stage
+        accelerator.wait_for_everyone()
+        return json.loads((folder / "result" / "row.json").read_text())
     t0 = time.perf_counter()
     gain = evaluate_stage(model, processor, bench, n_boot) if bench is not None and rs.eval_items else None
     row = stage_row(rs, res, counts, gain, time.perf_counter() - t0)
@@ -82,18 +85,23 @@ def run_stage(model, processor, rs, sources: dict, index: int, folder, bench=Non
         if gain: (tmp / "eval.json").write_text(json.dumps({k: gain[k] for k in ("gain", "ci", "by_level", "by_tag")}, default=str))
         return {"stage": rs.stage.name}
     atomic_dir(folder / "result", write, replace=True)
+    if accelerator is not None: accelerator.wait_for_everyone()
     return row
 
 # %% ../../nbs/09rc_recipe_run.ipynb #6c1e2db7
-def _prepare(recipe, out: Path, resume: bool) -> Recipe:
+def _prepare(recipe, out: Path, resume: bool, acc) -> Recipe:
+    "Check the run folder on every process, then (the main one) write the recipe into it."
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file, not a run folder")
     if out.exists() and any(out.iterdir()):
         if not resume: raise FileExistsError(f"{out} is not empty: resume it (resume=True, --resume) or choose another folder")
         if (out / "recipe.yaml").exists() and Recipe.from_yaml(out / "recipe.yaml").to_dict() != recipe.to_dict():
             raise ValueError(f"{out} was started with another recipe (see {out / 'recipe.yaml'}); choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    recipe.to_yaml(out / "recipe.yaml")
+    acc.wait_for_everyone()                            # every process has checked before anything is written
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        recipe.to_yaml(out / "recipe.yaml")
+    acc.wait_for_everyone()
     return recipe
 
 def stage_folder(out, index: int, rs) -> Path: return Path(out) / f"{index + 1}-{rs.stage.name}"
@@ -106,15 +114,21 @@ def run_recipe(recipe, out_dir, resume: bool = False, progress: bool = True, sto
     from tqdm.auto import tqdm
     from sail_vl_nb.evaluate import make_benchmark
     from sail_vl_nb.towers import build_model, processor_for
+    from sail_vl_nb.train import default_accelerator
     from sail_vl_nb.world import make_world
     out, t0 = Path(out_dir), time.perf_counter()
-    recipe = _prepare(recipe, out, resume)
+    # one Accelerator per stage (fresh lists of prepared objects and checkpointed state), all on one process group,
+    # which ends with the run: several processes (torchrun, accelerate launch) run the stages together
+    new_acc = (lambda: accelerator) if accelerator is not None else default_accelerator
+    acc = new_acc()
+    main, progress = acc.is_main_process, progress and acc.is_main_process
+    recipe = _prepare(recipe, out, resume, acc)
     model, proc = build_model(recipe.scale, pretrained=True, seed=0, root=root), processor_for(recipe.scale, root=root)
     tile = model.config.tile_size
     records = list(make_world(recipe.world["n_world"], seed=recipe.world["world_seed"], image_size=tile))
     names = sorted({k for s in recipe.stages for k in s.mixture})
     sources, report = stage_sources(records, recipe.captions, names=names, seed=recipe.world["world_seed"])
-    (out / "sources.json").write_text(json.dumps(report, indent=1))
+    if main: (out / "sources.json").write_text(json.dumps(report, indent=1))
     n_eval = max(s.eval_items for s in recipe.stages)
     bench = make_benchmark(n_eval + n_eval % 2, seed=bench_seed, image_size=tile) if n_eval else None
     rows, stopped = [], False
@@ -123,13 +137,15 @@ def run_recipe(recipe, out_dir, resume: bool = False, progress: bool = True, sto
         if resume and is_complete(folder / "result"):
             _load_weights(model, folder / "final"); rows.append(json.loads((folder / "result" / "row.json").read_text())); continue
         stop = stop_at[1] if stop_at and stop_at[0] == rs.stage.name else None
-        row = run_stage(model, proc, rs, sources, k, folder, bench, resume, stop, progress, accelerator, n_boot)
+        row = run_stage(model, proc, rs, sources, k, folder, bench, resume, stop, progress, new_acc(), n_boot)
         if row is None: stopped = True; break
         rows.append(row)
         if progress: print(_row_line(row))
     summary = {"recipe": recipe.name, "scale": recipe.scale, "rows": rows, "stopped": stopped,
                "wall_s": round(time.perf_counter() - t0, 1), "sources": report}
-    if not stopped: (out / "stages.json").write_text(json.dumps(summary, indent=1))
+    if main and not stopped: (out / "stages.json").write_text(json.dumps(summary, indent=1))
+    acc.wait_for_everyone()
+    if accelerator is None and acc.num_processes > 1: acc.end_training()     # the process group ends with the run
     return summary
 
 def _row_line(r: dict) -> str:
