@@ -17,8 +17,9 @@ from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
 __all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
-           'param_groups', 'lr_lambda', 'enable_checkpointing', 'apply_stage', 'TrainResult', 'manifest',
-           'default_accelerator', 'train_stage', 'load_metrics', 'plot_losses']
+           'param_groups', 'lr_lambda', 'enable_checkpointing', 'apply_stage', 'TrainResult', 'stage_plan', 'manifest',
+           'default_accelerator', 'micro_batches', 'token_counts', 'accumulate_gradients', 'save_checkpoint',
+           'load_checkpoint', 'train_stage', 'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
 MODULES = ("vision", "projector", "llm")
@@ -201,7 +202,7 @@ def apply_stage(model, stage: Stage) -> list[dict]:
         if on: groups += param_groups({name: part}, lrs[name], stage.weight_decay)
     return groups
 
-# %% ../nbs/08_train.ipynb #996f8864
+# %% ../nbs/08_train.ipynb #9ced36e5
 @dataclass
 class TrainResult:
     stage: str
@@ -220,6 +221,22 @@ def _plan(step: int, n: int, global_batch: int, steps_per_epoch: int, seed: int)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm[k * global_batch:(k + 1) * global_batch].tolist()
 
+def stage_plan(stage: Stage, n: int, processes: int = 1, stats: dict | None = None, deepspeed: bool = False) -> dict:
+    """Accumulation, global batch, steps per epoch and total optimiser steps of `stage` on `n` usable samples and
+    `processes` processes; a clear error when one global batch does not fit (`stats`: the encoding counts, for it)."""
+    accum = stage.accumulation(processes)
+    gb = stage.batch_size * accum * processes
+    if deepspeed and accum != 1:
+        raise ValueError(f"stage {stage.name!r}: DeepSpeed accumulates on its own; give a global_batch of batch_size x "
+                         f"processes = {stage.batch_size * processes} (accumulation 1), not {accum} micro-batches per step")
+    if n < gb:
+        seen = f" (of {stats['n_in']}; rejected {stats['reasons']})" if stats else ""
+        raise ValueError(f"stage {stage.name!r}: {n} usable samples{seen} is less than one global batch of {gb} = "
+                         f"batch_size {stage.batch_size} x accumulation {accum} x {processes} processes")
+    steps_per_epoch = n // gb
+    total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
+    return {"accumulation": accum, "global_batch": gb, "steps_per_epoch": steps_per_epoch, "total": total}
+
 def manifest(ds, stage, total: int, global_batch: int, steps_per_epoch: int, processes: int) -> dict:
     """The exact samples a stage used: every kept id in dataset order, the rejected ids with their reason, and the ids
     its `total` optimiser steps draw (the plan is a function of the seed, so this list rebuilds the run)."""
@@ -231,124 +248,123 @@ def manifest(ds, stage, total: int, global_batch: int, steps_per_epoch: int, pro
             "ids": [x.id for x in ds.items], "used": [ds.items[i].id for i in sorted(drawn)],
             "rejected": [{"id": r["id"], "reason": r["reason"]} for r in ds.rejected]}
 
-def _checkpoints(out: Path) -> list[Path]:
-    return sorted((p for p in (out / "checkpoints").glob("step-*") if is_complete(p)), key=lambda p: int(p.name[5:]))
-
 def default_accelerator() -> Accelerator:
     "fp32 on CPU, bf16 mixed precision on GPU."
     cuda = torch.cuda.is_available()
     return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
 
+# %% ../nbs/08_train.ipynb #0e74d0d9
+def micro_batches(ds, idx: list, stage: Stage, processes: int, rank: int, collate) -> list[dict]:
+    "This process's micro-batches of one step: the global batch `idx` in slices of `batch_size x processes`, each split into one chunk per process."
+    per = stage.batch_size * processes
+    return [collate([ds[i] for i in idx[a * per:(a + 1) * per][rank * stage.batch_size:(rank + 1) * stage.batch_size]])
+            for a in range(len(idx) // per)]
+
+def token_counts(batches: list[dict], packed: bool) -> tuple[int, int]:
+    "(label tokens the loss predicts, after the one-token shift; tokens that are not padding) in `batches`."
+    n_lab = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    n_tok = sum(int((b["segment_ids"] >= 0).sum()) if packed else
+                int(b["attention_mask"].sum()) if "attention_mask" in b else b["labels"].numel() for b in batches)
+    return n_lab, n_tok
+
+def accumulate_gradients(model, acc: Accelerator, batches: list[dict], n_labels, dummy) -> torch.Tensor:
+    """Forward + backward of every micro-batch (sync on the last only): token-loss sum / `n_labels` (global batch) x
+    processes (DDP averages); text-only ones see the stand-in tile `dummy`. Returns this process's part of the loss."""
+    dev, step_loss = acc.device, torch.zeros((), device=acc.device)
+    for a, b in enumerate(batches):
+        with (contextlib.nullcontext() if a == len(batches) - 1 else acc.no_sync(model)):
+            inputs = {k: v.to(dev) for k, v in model_inputs(b).items()}
+            if "pixel_values" not in inputs: inputs.update(pixel_values=dummy, dummy_image=True)
+            loss = model(**inputs, use_cache=False, num_items_in_batch=n_labels).loss
+            acc.backward(loss * acc.num_processes)
+        step_loss += loss.detach()
+    return step_loss
+
+# %% ../nbs/08_train.ipynb #a0ab7a55
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((p for p in (out / "checkpoints").glob("step-*") if is_complete(p)), key=lambda p: int(p.name[5:]))
+
+def save_checkpoint(acc: Accelerator, out: Path, step: int, history: list, keep: int = 2):
+    "The state of every process as `out/checkpoints/step-N`, complete or absent; checkpoints beyond the newest `keep` removed."
+    final_dir, tmp = out / "checkpoints" / f"step-{step:07d}", out / "checkpoints" / f".tmp-step-{step:07d}"
+    if acc.is_main_process and tmp.exists(): shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:               # every process wrote its part into tmp: trainer state, marker, rename
+        def trainer_state(t):
+            (t / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
+            return {"step": step}
+        atomic_dir(final_dir, trainer_state, tmp=tmp, replace=True)
+        for old in _checkpoints(out)[:-keep]: shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+def load_checkpoint(acc: Accelerator, out: Path) -> tuple[int, list]:
+    "Restore the newest complete checkpoint in `out`: (its step, the loss history); (0, []) when there is none."
+    if not _checkpoints(out): return 0, []
+    last = _checkpoints(out)[-1]
+    acc.load_state(str(last))
+    st = json.loads((last / "trainer_state.json").read_text())
+    mf = out / "metrics.jsonl"               # steps logged after the checkpoint will be run again: drop them
+    if acc.is_main_process and mf.exists():
+        keep = [l for l in mf.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= st["step"]]
+        mf.write_text("".join(l + "\n" for l in keep))
+    return st["step"], st["history"]
+
+# %% ../nbs/08_train.ipynb #7e7ddb8a
 def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = False, accelerator: Accelerator | None = None,
                 stop_at: int | None = None, progress: bool = True, keep_checkpoints: int = 2) -> TrainResult:
     """Train `model` on `data` as `stage` says. `resume=True` continues from the last complete checkpoint in
     `out_dir`. `stop_at` ends the run after that many steps (simulating an interruption; used by tests)."""
-    acc = accelerator or default_accelerator()
-    own = accelerator is None
-    out = Path(out_dir)
+    acc, own, out = accelerator or default_accelerator(), accelerator is None, Path(out_dir)
+    main, world, dev = acc.is_main_process, acc.num_processes, acc.device
     set_seed(stage.seed)
     ds = data if isinstance(data, EncodedDataset) else EncodedDataset(
-        data, processor, max_length=stage.max_length, overflow=stage.overflow, progress=progress and acc.is_main_process)
+        data, processor, max_length=stage.max_length, overflow=stage.overflow, progress=progress and main)
     stats = ds.stats()
-    world, rank = acc.num_processes, acc.process_index
-    accum = stage.accumulation(world)
-    gb = stage.batch_size * accum * world
-    if acc.distributed_type == "DEEPSPEED" and accum != 1:
-        raise ValueError(f"stage {stage.name!r}: DeepSpeed accumulates on its own; give a global_batch of batch_size x "
-                         f"processes = {stage.batch_size * world} (accumulation 1), not {accum} micro-batches per step")
-    if len(ds) < gb:
-        raise ValueError(f"stage {stage.name!r}: {len(ds)} usable samples (of {stats['n_in']}; rejected {stats['reasons']}) "
-                         f"is less than one global batch of {gb} = batch_size {stage.batch_size} x accumulation {accum} x {world} processes")
-    steps_per_epoch = len(ds) // gb
-    total = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
+    plan = stage_plan(stage, len(ds), world, stats, deepspeed=acc.distributed_type == "DEEPSPEED")
+    gb, spe, total = plan["global_batch"], plan["steps_per_epoch"], plan["total"]
     groups = apply_stage(model, stage)
     if stage.gradient_checkpointing: enable_checkpointing(model)
     opt = torch.optim.AdamW(groups, betas=stage.betas, eps=stage.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(stage.schedule, total, stage.warmup_ratio, stage.min_lr_ratio))
     model, opt = acc.prepare(model, opt)
     acc.register_for_checkpointing(sched)       # stepped by us once per optimiser step, saved with the state
-    start, history = 0, []
-    if resume and _checkpoints(out):
-        last = _checkpoints(out)[-1]
-        acc.load_state(str(last))
-        st = json.loads((last / "trainer_state.json").read_text())
-        start, history = st["step"], st["history"]
-        if acc.is_main_process:
-            if progress: print(f"resuming {stage.name!r} from {last.name} (step {start}/{total})")
-            mf = out / "metrics.jsonl"        # steps logged after the checkpoint will be run again: drop them
-            if mf.exists():
-                keep = [l for l in mf.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= start]
-                mf.write_text("".join(l + "\n" for l in keep))
-    if acc.is_main_process:
+    start, history = load_checkpoint(acc, out) if resume else (0, [])
+    if start and main and progress: print(f"resuming {stage.name!r} from step-{start:07d} (step {start}/{total})")
+    if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "stage.yaml").write_text(stage.to_yaml())
-        (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
-        (out / "manifest.json").write_text(json.dumps(manifest(ds, stage, total, gb, steps_per_epoch, world)))
-    pad = processor.pad_id
-    collate = (lambda items: collate_packed(items, stage.max_length, pad)) if stage.pack else (lambda items: collate_padded(items, pad))
-    dev = acc.device
-    tile = acc.unwrap_model(model).config.tile_size
-    dummy = torch.zeros(1, 3, tile, tile, device=dev)
-
-    def save(step):
-        final_dir, tmp = out / "checkpoints" / f"step-{step:07d}", out / "checkpoints" / f".tmp-step-{step:07d}"
-        if acc.is_main_process and tmp.exists(): shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            # every process has written its part of the state into tmp: the trainer state, the marker, the rename
-            def trainer_state(t):
-                (t / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
-                return {"step": step}
-            atomic_dir(final_dir, trainer_state, tmp=tmp, replace=True)
-            for old in _checkpoints(out)[:-keep_checkpoints]: shutil.rmtree(old)
-        acc.wait_for_everyone()
-
+        for name, text in (("stage.yaml", stage.to_yaml()), ("data_stats.json", json.dumps(stats, indent=2)),
+                           ("manifest.json", json.dumps(manifest(ds, stage, total, gb, spe, world)))): (out / name).write_text(text)
+    collate = (lambda b: collate_packed(b, stage.max_length, processor.pad_id)) if stage.pack else (lambda b: collate_padded(b, processor.pad_id))
+    dummy = torch.zeros(1, 3, *[acc.unwrap_model(model).config.tile_size] * 2, device=dev)  # a text-only batch's stand-in
     model.train()
-    bar = tqdm(total=total, initial=start, desc=stage.name, disable=not (progress and acc.is_main_process), leave=False)
-    t0, tokens_seen, step = time.perf_counter(), 0, start
-    metrics_f = open(out / "metrics.jsonl", "a") if acc.is_main_process else None
+    bar = tqdm(total=total, initial=start, desc=stage.name, disable=not (progress and main), leave=False)
+    t0, tokens_seen = time.perf_counter(), 0
+    metrics_f = open(out / "metrics.jsonl", "a") if main else None
     try:
         for step in range(start, total):
             if stop_at is not None and step >= stop_at: break
-            idx = _plan(step, len(ds), gb, steps_per_epoch, stage.seed)
-            micro = [idx[a * stage.batch_size * world:(a + 1) * stage.batch_size * world] for a in range(accum)]
-            batches = [collate([ds[i] for i in mb[rank * stage.batch_size:(rank + 1) * stage.batch_size]]) for mb in micro]
-            n_lab = torch.tensor(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches), device=dev, dtype=torch.float32)
-            n_tok = torch.tensor(sum(int((b["labels"] != -100).numel() if "attention_mask" not in b else b["attention_mask"].sum()) if not stage.pack
-                                     else int((b["segment_ids"] >= 0).sum()) for b in batches), device=dev, dtype=torch.float32)
-            n_lab_all, n_tok_all = acc.reduce(n_lab, "sum"), acc.reduce(n_tok, "sum")
-            step_loss = torch.zeros((), device=dev)
-            for a, b in enumerate(batches):
-                sync = a == len(batches) - 1
-                with (contextlib.nullcontext() if sync else acc.no_sync(model)):
-                    inputs = {k: v.to(dev) for k, v in model_inputs(b).items()}
-                    if "pixel_values" not in inputs:               # text only: the towers still run, on a stand-in tile
-                        inputs.update(pixel_values=dummy, dummy_image=True)
-                    loss = model(**inputs, use_cache=False, num_items_in_batch=n_lab_all).loss
-                    acc.backward(loss * world)                     # DDP averages over processes: undo it
-                step_loss += loss.detach()
+            batches = micro_batches(ds, _plan(step, len(ds), gb, spe, stage.seed), stage, world, acc.process_index, collate)
+            n_lab, n_tok = (acc.reduce(torch.tensor(float(n), device=dev), "sum") for n in token_counts(batches, stage.pack))
+            step_loss = accumulate_gradients(model, acc, batches, n_lab, dummy)
             if stage.grad_clip: acc.clip_grad_norm_(model.parameters(), stage.grad_clip)
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
             step_loss = acc.reduce(step_loss, "sum").item()
-            tokens_seen += int(n_tok_all.item())
-            elapsed = time.perf_counter() - t0
+            tokens_seen += int(n_tok.item()); elapsed = time.perf_counter() - t0
             rec = {"step": step + 1, "loss": step_loss, "lr": {g["name"]: g["lr"] for g in opt.param_groups},
-                   "tokens": int(n_tok_all.item()), "tokens_per_s": tokens_seen / max(elapsed, 1e-9), "elapsed_s": elapsed}
+                   "tokens": int(n_tok.item()), "tokens_per_s": tokens_seen / max(elapsed, 1e-9), "elapsed_s": elapsed}
             history.append({"step": step + 1, "loss": step_loss})
             if metrics_f and ((step + 1) % stage.log_every == 0 or step + 1 == total):
                 metrics_f.write(json.dumps(rec) + "\n"); metrics_f.flush()
             bar.update(1); bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
-            if stage.save_every and (step + 1) % stage.save_every == 0 and step + 1 < total: save(step + 1)
-        else:
-            step = total
-        done = step if stop_at is not None and step < total else total
+            if stage.save_every and (step + 1) % stage.save_every == 0 and step + 1 < total:
+                save_checkpoint(acc, out, step + 1, history, keep_checkpoints)
+        done = total if stop_at is None or stop_at >= total or start >= total else max(start, stop_at)
         if done == total:
-            save(total)
-            acc.wait_for_everyone()
+            save_checkpoint(acc, out, total, history, keep_checkpoints)
             full = acc.get_state_dict(model)           # every rank takes part (FSDP gathers the shards)
-            if acc.is_main_process:
+            if main:
                 acc.unwrap_model(model).save_pretrained(out / "final", state_dict=full)
                 processor.save_pretrained(out / "final")
     finally:
