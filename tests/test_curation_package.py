@@ -20,7 +20,7 @@ OLD_ALL = ['DUP_KINDS', 'CORE_FIELDS', 'REFUSAL', 'BOILERPLATE', 'STEPS', 'CAPTI
            'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features', 'judge_image_array', 'FeatureJudge',
            'load_judge', 'perturb_caption', 'judge_examples', 'train_judge', 'judge_agreement',
            'caption_quality']
-NEW = ['LearnedJudge', 'CachedCaptioner']         # clearer names added since (the old ones stay as aliases)
+NEW = ['LearnedJudge', 'CachedCaptioner', 'pipeline_steps']   # added since (clearer names; the old ones stay as aliases)
 
 
 def test_old_names_are_reexported():

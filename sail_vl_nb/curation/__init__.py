@@ -11,11 +11,11 @@ __all__ = ['DUP_KINDS', 'make_pool', 'decompression_bomb_png', 'bad_records', 'C
            'Judge', 'pixel_key', 'SceneIndex', 'AltTextCaptioner', 'ReferenceCaptioner', 'OracleJudge',
            'caption_minhash', 'image_fingerprint', 'Deduper', 'STEPS', 'ledger_frame', 'merge_ledgers', 'kept_features',
            'rejected_features', 'check_accounting', 'CurationResult', 'plot_funnel', 'curate_records', 'dedup_records',
-           'curate', 'curate_sharded', 'load_curated', 'add_curate_parser', 'cli_curate', 'CAPTION_PROMPT',
-           'RECAPTION_PROMPT', 'MAX_PHRASES', 'balanced_subset', 'reference_set', 'captioner_samples', 'VLMCaptioner',
-           'load_captioner', 'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features',
-           'judge_image_array', 'FeatureJudge', 'load_judge', 'perturb_caption', 'judge_examples', 'train_judge',
-           'judge_agreement', 'caption_quality', 'LearnedJudge', 'CachedCaptioner']
+           'curate', 'pipeline_steps', 'curate_sharded', 'load_curated', 'add_curate_parser', 'cli_curate',
+           'CAPTION_PROMPT', 'RECAPTION_PROMPT', 'MAX_PHRASES', 'balanced_subset', 'reference_set', 'captioner_samples',
+           'VLMCaptioner', 'load_captioner', 'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels',
+           'caption_features', 'judge_image_array', 'FeatureJudge', 'load_judge', 'perturb_caption', 'judge_examples',
+           'train_judge', 'judge_agreement', 'caption_quality', 'LearnedJudge', 'CachedCaptioner']
 
 # %% ../../nbs/06_curation.ipynb #5c0e7a11
 from .synthetic import DUP_KINDS, make_pool, decompression_bomb_png, bad_records
@@ -27,7 +27,7 @@ from .oracle import AltTextCaptioner, ReferenceCaptioner, OracleJudge
 from .dedup import caption_minhash, image_fingerprint, Deduper
 from .ledger import STEPS, ledger_frame, merge_ledgers, kept_features, rejected_features
 from .ledger import check_accounting, CurationResult, plot_funnel
-from .pipeline import curate_records, dedup_records, curate
+from .pipeline import curate_records, dedup_records, curate, pipeline_steps
 from .trained import CAPTION_PROMPT, RECAPTION_PROMPT, MAX_PHRASES, VLMCaptioner, load_captioner
 from .trained import zlib_crc32, phrases, caption_features, judge_image_array, FeatureJudge, load_judge
 from .trained import LearnedJudge, CachedCaptioner
@@ -43,7 +43,7 @@ _all_ = ['DUP_KINDS', 'make_pool', 'decompression_bomb_png', 'bad_records', 'COR
          'oracle_scores', 'Captioner', 'Judge', 'pixel_key', 'SceneIndex', 'AltTextCaptioner',
          'ReferenceCaptioner', 'OracleJudge', 'caption_minhash', 'image_fingerprint', 'Deduper', 'STEPS',
          'ledger_frame', 'merge_ledgers', 'kept_features', 'rejected_features', 'check_accounting',
-         'CurationResult', 'plot_funnel', 'curate_records', 'dedup_records', 'curate', 'curate_sharded',
+         'CurationResult', 'plot_funnel', 'curate_records', 'dedup_records', 'curate', 'pipeline_steps', 'curate_sharded',
          'load_curated', 'add_curate_parser', 'cli_curate', 'CAPTION_PROMPT', 'RECAPTION_PROMPT', 'MAX_PHRASES',
          'balanced_subset', 'reference_set', 'captioner_samples', 'VLMCaptioner', 'load_captioner',
          'train_captioner', 'zlib_crc32', 'phrases', 'phrase_labels', 'caption_features', 'judge_image_array',

@@ -17,9 +17,9 @@ from .ledger import (CurationResult, _dataset, _kept_row, _Ledger, _out_image, c
                                         kept_features, ledger_frame, rejected_features)
 
 # %% auto #0
-__all__ = ['curate_records', 'dedup_records', 'curate']
+__all__ = ['pipeline_steps', 'curate_records', 'dedup_records', 'curate']
 
-# %% ../../nbs/06g_curation_pipeline.ipynb #ae4aa190
+# %% ../../nbs/06g_curation_pipeline.ipynb #ba821b70
 def _maybe(x, f):
     try: return f(x)
     except Reject: return None
@@ -70,6 +70,83 @@ def _batched_call(fn, items, args, batch_size, what):
 def _name(x, default):
     return getattr(x, "name", None) or (type(x).__name__ if x is not None else default)
 
+# %% ../../nbs/06g_curation_pipeline.ipynb #443ab27d
+def _normalize_step(rows, dup_rows):
+    def step(records, cfg, bar):
+        items, rej = [], []
+        for rec, row in bar(zip(records, range(len(records)) if rows is None else rows), "normalize", len(records)):
+            try:
+                if row in dup_rows: raise Reject("duplicate_id", f"id {clean_id(rec.get('id'))!r} seen in an earlier row")
+                it = normalize_record(rec, cfg); it["row"] = row; items.append(it)
+            except Reject as e: rej.append(_reject_raw(rec, row, e))
+        return items, rej
+    return step
+
+def _filter_step(name: str, reason, field: str):
+    "A step rejecting the items for which `reason(item[field], cfg)` gives (reason, detail)."
+    def step(items, cfg, bar):
+        keep, rej = [], []
+        for it in items:
+            why = reason(it[field], cfg)
+            (rej.append(_reject_item(it, name, *why)) if why else keep.append(it))
+        return keep, rej
+    return step
+
+def _recaption_step(captioner):
+    def step(items, cfg, bar):
+        if captioner is None:                      # no captioner: the input caption, else the alt-text
+            for it in items:
+                it["caption_source"] = "input" if it["caption"] is not None else "alt_text"
+                if it["caption"] is None: it["caption"] = it["alt_text"]
+            return items, []
+        if not callable(captioner): raise ValueError("captioner must be callable: (images, alt_texts) -> list[str]")
+        src, keep, rej = _name(captioner, "captioner"), [], []
+        pairs = _batched_call(captioner, items, (lambda i: i["image"], lambda i: i["alt_text"] or None), cfg.batch_size, "captioner")
+        for it, cap in bar(pairs, "recaption", len(items)):
+            if isinstance(cap, Reject): rej.append(_reject_item(it, "recaption", cap.reason, cap.detail)); continue
+            try: cap = clean_text(cap, "caption", none_ok=False)
+            except Reject as e: rej.append(_reject_item(it, "recaption", "captioner_bad_output", f"{e.reason}: {e.detail}")); continue
+            it["caption"], it["caption_source"] = cap, src; keep.append(it)
+        return keep, rej
+    return step
+
+# %% ../../nbs/06g_curation_pipeline.ipynb #59985523
+def _judge_verdict(s: dict, cfg) -> str | None:
+    "The rejection reason of judge scores under `cfg`'s rule (a No, then alignment, then richness), or None."
+    if cfg.require_verdict and not s["verdict"]: return "judge_no"
+    if s["alignment"] < cfg.min_alignment: return "judge_low_alignment"
+    if s["richness"] < cfg.min_richness: return "judge_low_richness"
+    return None
+
+def _judge_step(judge):
+    def step(items, cfg, bar):
+        if judge is None:
+            for it in items: it.update(richness=None, alignment=None, verdict=None)
+            return items, []
+        if not callable(getattr(judge, "score", None)): raise ValueError("judge must have score(images, captions) -> list[dict]")
+        keep, rej = [], []
+        pairs = _batched_call(judge.score, items, (lambda i: i["image"], lambda i: i["caption"]), cfg.batch_size, "judge")
+        for it, s in bar(pairs, "judge", len(items)):
+            try:
+                if isinstance(s, Reject): raise s
+                s = _check_scores(s)
+            except Reject as e: rej.append(_reject_item(it, "judge", e.reason, e.detail)); continue
+            it.update(s)
+            why = _judge_verdict(s, cfg)
+            d = f"richness {s['richness']}, alignment {s['alignment']}, verdict {'yes' if s['verdict'] else 'no'}"
+            (rej.append(_reject_item(it, "judge", why, d)) if why else keep.append(it))
+        return keep, rej
+    return step
+
+def pipeline_steps(captioner=None, judge=None, rows=None, dup_rows=frozenset()) -> list[tuple]:
+    "The per-shard steps in order, as (name, step) pairs: normalize, image filter, recaption, text filter, judge."
+    return [("normalize", _normalize_step(rows, dup_rows)),
+            ("image_filter", _filter_step("image_filter", image_filter_reason, "image")),
+            ("recaption", _recaption_step(captioner)),
+            ("text_filter", _filter_step("text_filter", text_filter_reason, "caption")),
+            ("judge", _judge_step(judge))]
+
+# %% ../../nbs/06g_curation_pipeline.ipynb #662bc9a6
 def curate_records(records, rows=None, captioner=None, judge=None, cfg: CurationConfig | None = None,
                    dup_rows=None, progress: bool = False):
     """Steps normalize … judge on `records` (any iterable of raw records). Returns (items, rejected, ledger rows):
@@ -81,66 +158,12 @@ def curate_records(records, rows=None, captioner=None, judge=None, cfg: Curation
     if len(rows) != len(records): raise ValueError(f"{len(records)} records but {len(rows)} row numbers")
     if dup_rows is None:
         dup_rows = {rows[i] for i in duplicate_id_rows([r.get("id") if isinstance(r, dict) else None for r in records])}
-    dup_rows = set(dup_rows)
-    led, rejected = _Ledger(), []
+    led, rejected, items = _Ledger(), [], records
     bar = lambda it, desc, n=None: tqdm(it, desc=desc, total=n, disable=not progress, leave=False)
-    # 1. normalize
-    t0, items, rej = time.perf_counter(), [], []
-    for k, (rec, row) in enumerate(bar(zip(records, rows), "normalize", len(records))):
-        try:
-            if row in dup_rows: raise Reject("duplicate_id", f"id {clean_id(rec.get('id'))!r} seen in an earlier row")
-            it = normalize_record(rec, cfg); it["row"] = row; items.append(it)
-        except Reject as e: rej.append(_reject_raw(rec, row, e))
-    led.add("normalize", len(records), items, rej, t0); rejected += rej
-    # 2. image filter
-    t0, n_in, keep, rej = time.perf_counter(), len(items), [], []
-    for it in items:
-        why = image_filter_reason(it["image"], cfg)
-        (rej.append(_reject_item(it, "image_filter", *why)) if why else keep.append(it))
-    items = keep; led.add("image_filter", n_in, items, rej, t0); rejected += rej
-    # 3. recaption
-    t0, n_in, keep, rej = time.perf_counter(), len(items), [], []
-    if captioner is None:
-        for it in items:
-            it["caption_source"] = "input" if it["caption"] is not None else "alt_text"
-            if it["caption"] is None: it["caption"] = it["alt_text"]
-        keep = items
-    else:
-        if not callable(captioner): raise ValueError("captioner must be callable: (images, alt_texts) -> list[str]")
-        src = _name(captioner, "captioner")
-        pairs = _batched_call(captioner, items, (lambda i: i["image"], lambda i: i["alt_text"] or None), cfg.batch_size, "captioner")
-        for it, cap in bar(pairs, "recaption", len(items)):
-            if isinstance(cap, Reject): rej.append(_reject_item(it, "recaption", cap.reason, cap.detail)); continue
-            try: cap = clean_text(cap, "caption", none_ok=False)
-            except Reject as e: rej.append(_reject_item(it, "recaption", "captioner_bad_output", f"{e.reason}: {e.detail}")); continue
-            it["caption"], it["caption_source"] = cap, src; keep.append(it)
-    items = keep; led.add("recaption", n_in, items, rej, t0); rejected += rej
-    # 4. text filter
-    t0, n_in, keep, rej = time.perf_counter(), len(items), [], []
-    for it in items:
-        why = text_filter_reason(it["caption"], cfg)
-        (rej.append(_reject_item(it, "text_filter", *why)) if why else keep.append(it))
-    items = keep; led.add("text_filter", n_in, items, rej, t0); rejected += rej
-    # 5. judge
-    t0, n_in, keep, rej = time.perf_counter(), len(items), [], []
-    if judge is None:
-        for it in items: it.update(richness=None, alignment=None, verdict=None)
-        keep = items
-    else:
-        if not callable(getattr(judge, "score", None)): raise ValueError("judge must have score(images, captions) -> list[dict]")
-        pairs = _batched_call(judge.score, items, (lambda i: i["image"], lambda i: i["caption"]), cfg.batch_size, "judge")
-        for it, s in bar(pairs, "judge", len(items)):
-            try:
-                if isinstance(s, Reject): raise s
-                s = _check_scores(s)
-            except Reject as e: rej.append(_reject_item(it, "judge", e.reason, e.detail)); continue
-            it.update(s)
-            d = f"richness {s['richness']}, alignment {s['alignment']}, verdict {'yes' if s['verdict'] else 'no'}"
-            if cfg.require_verdict and not s["verdict"]: rej.append(_reject_item(it, "judge", "judge_no", d))
-            elif s["alignment"] < cfg.min_alignment: rej.append(_reject_item(it, "judge", "judge_low_alignment", d))
-            elif s["richness"] < cfg.min_richness: rej.append(_reject_item(it, "judge", "judge_low_richness", d))
-            else: keep.append(it)
-    items = keep; led.add("judge", n_in, items, rej, t0); rejected += rej
+    for name, step in pipeline_steps(captioner, judge, rows, set(dup_rows)):     # one loop keeps every step's books
+        t0, n_in = time.perf_counter(), len(items)
+        items, rej = step(items, cfg, bar)
+        led.add(name, n_in, items, rej, t0); rejected += rej
     # fingerprints for the global dedup step; from here on a candidate is plain data (bytes, str, int), ready to store
     t0, cands = time.perf_counter(), []
     for it in items:

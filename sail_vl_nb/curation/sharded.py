@@ -20,7 +20,7 @@ from .pipeline import _name, curate_records, dedup_records
 # %% auto #0
 __all__ = ['curate_sharded', 'load_curated', 'add_curate_parser', 'cli_curate']
 
-# %% ../../nbs/06h_curation_sharded.ipynb #228c4771
+# %% ../../nbs/06h_curation_sharded.ipynb #d4523ae7
 def _shard_schema():
     from datasets import Features, Value
     kf = kept_features()
@@ -44,6 +44,7 @@ def _load_source(source):
         return load_dataset("parquet" if p.suffix == ".parquet" else "json", data_files=str(p), split="train")
     raise ValueError(f"cannot read a pool from {str(source)!r}: give a folder saved with Dataset.save_to_disk, a .parquet or a .jsonl file")
 
+# %% ../../nbs/06h_curation_sharded.ipynb #c5f3ccb6
 _LOADED = {}
 
 def _component(spec, kind: str, records, device=None):
@@ -79,6 +80,61 @@ def _check_spec(spec, kind: str):
 def _spec_name(spec) -> str:
     return spec if isinstance(spec, str) or spec is None else _name(spec, "custom")
 
+# %% ../../nbs/06h_curation_sharded.ipynb #00c7c362
+def _start_run(out: Path, run: dict, acc, n_shards: int) -> list[int]:
+    """Check `out` against this run's settings on every process (nobody writes yet, so all refuse together), then
+    create it and clear half-written folders (the main process); the shards still to do."""
+    shards_dir, final, rj = out / "shards", out / "final", out / "run.json"
+    if rj.exists():
+        old = json.loads(rj.read_text())
+        if old != run:
+            diff = sorted(k for k in run if old.get(k) != run[k])
+            raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)}): use a new folder")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shards_dir.mkdir(parents=True, exist_ok=True)
+        if not rj.exists(): rj.write_text(json.dumps(run, indent=1, sort_keys=True))
+        for t in list(shards_dir.glob(".tmp-*")) + list(out.glob(".tmp-*")): shutil.rmtree(t, ignore_errors=True)
+    acc.wait_for_everyone()
+    todo = [k for k in range(n_shards) if not is_complete(shards_dir / f"shard-{k:05d}")] if not is_complete(final) else []
+    acc.wait_for_everyone()                       # everyone has listed the work before anyone writes
+    return todo
+
+def _write_shard(folder: Path, k: int, lo: int, hi: int, cands: list, rej: list, led: list, schemas):
+    "One shard's candidates, rejections and ledger, complete or absent."
+    def write(tmp):
+        _write_table(cands, schemas[0], tmp / "candidates.parquet")
+        _write_table(rej, schemas[1], tmp / "rejected.parquet")
+        (tmp / "ledger.json").write_text(json.dumps(led, sort_keys=True))
+        return dict(shard=k, rows=[lo, hi], candidates=len(cands), rejected=len(rej))
+    atomic_dir(folder, write)
+
+def _merge_shards(out: Path, n: int, n_shards: int, cfg, progress: bool):
+    "The global step on the main process: read every shard, deduplicate, check the accounting, write `final`."
+    shards_dir = out / "shards"
+    missing = [k for k in range(n_shards) if not is_complete(shards_dir / f"shard-{k:05d}")]
+    if missing: raise RuntimeError(f"shards {missing[:10]} are missing after all processes finished")
+    cands, rejected, leds = [], [], []
+    for k in range(n_shards):
+        d = shards_dir / f"shard-{k:05d}"
+        cands += _read_rows(d / "candidates.parquet"); rejected += _read_rows(d / "rejected.parquet")
+        leds.append(json.loads((d / "ledger.json").read_text()))
+    kept, rej2, led_d = dedup_records(cands, cfg, progress)
+    ledger = merge_ledgers(leds) + [led_d]
+    rejected = sorted(rejected + rej2, key=lambda r: r["row"])
+    check_accounting(n, kept, rejected, ledger)
+    def write(tmp):
+        import pyarrow.parquet as pq
+        pq.write_table(_dataset(kept, kept_features()).data.table, tmp / "kept.parquet")
+        pq.write_table(_dataset(rejected, rejected_features()).data.table, tmp / "rejected.parquet")
+        (tmp / "ledger.json").write_text(json.dumps([{k: v for k, v in r.items() if not k.endswith("seconds")}
+                                                     for r in ledger], indent=1, sort_keys=True))
+        (tmp / "timings.json").write_text(json.dumps([{k: v for k, v in r.items() if k == "step" or k.endswith("seconds")}
+                                                      for r in ledger], indent=1))
+        return dict(n_in=n, kept=len(kept), rejected=len(rejected))
+    atomic_dir(out / "final", write)
+
+# %% ../../nbs/06h_curation_sharded.ipynb #aeb9ba3b
 def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge=None, config: CurationConfig | None = None,
                    accelerator=None, progress: bool = True, throttle: float = 0.0) -> dict:
     """Curate `source` (a Dataset, or a path: save_to_disk folder, .parquet, .jsonl) into `out_dir` with every process
@@ -92,32 +148,18 @@ def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge
     _check_spec(captioner, "captioner"); _check_spec(judge, "judge")
     own = accelerator is None
     acc = accelerator or Accelerator(cpu=not _cuda())
-    out = Path(out_dir); shards_dir = out / "shards"; final = out / "final"
+    out = Path(out_dir)
     ds = _load_source(source)
     n = len(ds)
     if n == 0: raise ValueError("the pool is empty")
     n_shards = math.ceil(n / shard_size)
     run = dict(n=n, shard_size=shard_size, config=cfg.to_dict(), captioner=_spec_name(captioner), judge=_spec_name(judge),
                fingerprint=getattr(ds, "_fingerprint", None))
-    rj, run = out / "run.json", json.loads(json.dumps(run))
-    if rj.exists():                               # every process checks (nobody writes yet), so all refuse together
-        old = json.loads(rj.read_text())
-        if old != run:
-            diff = sorted(k for k in run if old.get(k) != run[k])
-            raise ValueError(f"{out} holds a run with other settings ({', '.join(diff)}): use a new folder")
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shards_dir.mkdir(parents=True, exist_ok=True)
-        if not rj.exists(): rj.write_text(json.dumps(run, indent=1, sort_keys=True))
-        for t in list(shards_dir.glob(".tmp-*")) + list(out.glob(".tmp-*")): shutil.rmtree(t, ignore_errors=True)
-    acc.wait_for_everyone()
-    done = lambda k: is_complete(shards_dir / f"shard-{k:05d}")
-    todo = [k for k in range(n_shards) if not done(k)] if not is_complete(final) else []
-    acc.wait_for_everyone()                       # everyone has listed the work before anyone writes
+    todo = _start_run(out, json.loads(json.dumps(run)), acc, n_shards)
     dup_rows = duplicate_id_rows(ds["id"]) if "id" in ds.column_names else set()
     raw = ds.cast_column("image", type(ds.features["image"])(decode=False)) \
         if "image" in ds.column_names and type(ds.features["image"]).__name__ == "Image" else ds
-    kschema, rschema = _shard_schema()
+    schemas = _shard_schema()
     with acc.split_between_processes(todo) as mine:
         for k in tqdm(mine, desc=f"curate [process {acc.process_index}]", position=acc.process_index,
                       disable=not progress, leave=True):
@@ -126,38 +168,12 @@ def curate_sharded(source, out_dir, shard_size: int = 256, captioner=None, judge
             cap = _component(captioner, "captioner", records, str(acc.device))
             jud = _component(judge, "judge", records, str(acc.device))
             cands, rej, led = curate_records(records, range(lo, hi), cap, jud, cfg, dup_rows & set(range(lo, hi)))
-            def write(tmp):
-                _write_table(cands, kschema, tmp / "candidates.parquet")
-                _write_table(rej, rschema, tmp / "rejected.parquet")
-                (tmp / "ledger.json").write_text(json.dumps(led, sort_keys=True))
-                return dict(shard=k, rows=[lo, hi], candidates=len(cands), rejected=len(rej))
-            atomic_dir(shards_dir / f"shard-{k:05d}", write)
+            _write_shard(out / "shards" / f"shard-{k:05d}", k, lo, hi, cands, rej, led, schemas)
             if throttle: time.sleep(throttle)
     acc.wait_for_everyone()
-    if acc.is_main_process and not is_complete(final):
-        missing = [k for k in range(n_shards) if not done(k)]
-        if missing: raise RuntimeError(f"shards {missing[:10]} are missing after all processes finished")
-        cands, rejected, leds = [], [], []
-        for k in range(n_shards):
-            d = shards_dir / f"shard-{k:05d}"
-            cands += _read_rows(d / "candidates.parquet"); rejected += _read_rows(d / "rejected.parquet")
-            leds.append(json.loads((d / "ledger.json").read_text()))
-        kept, rej2, led_d = dedup_records(cands, cfg, progress)
-        ledger = merge_ledgers(leds) + [led_d]
-        rejected = sorted(rejected + rej2, key=lambda r: r["row"])
-        check_accounting(n, kept, rejected, ledger)
-        def write(tmp):
-            import pyarrow.parquet as pq
-            pq.write_table(_dataset(kept, kept_features()).data.table, tmp / "kept.parquet")
-            pq.write_table(_dataset(rejected, rejected_features()).data.table, tmp / "rejected.parquet")
-            (tmp / "ledger.json").write_text(json.dumps([{k: v for k, v in r.items() if not k.endswith("seconds")}
-                                                         for r in ledger], indent=1, sort_keys=True))
-            (tmp / "timings.json").write_text(json.dumps([{k: v for k, v in r.items() if k == "step" or k.endswith("seconds")}
-                                                          for r in ledger], indent=1))
-            return dict(n_in=n, kept=len(kept), rejected=len(rejected))
-        atomic_dir(final, write)
+    if acc.is_main_process and not is_complete(out / "final"): _merge_shards(out, n, n_shards, cfg, progress)
     acc.wait_for_everyone()
-    summary = dict(done_info(final), out_dir=str(out), shards=n_shards, processes=acc.num_processes,
+    summary = dict(done_info(out / "final"), out_dir=str(out), shards=n_shards, processes=acc.num_processes,
                    shards_this_run=len(todo))
     if own:
         acc.wait_for_everyone(); acc.end_training()
