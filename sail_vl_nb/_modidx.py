@@ -771,6 +771,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'sail_vl_nb.train.Stage.to_dict': ('train.html#stage.to_dict', 'sail_vl_nb/train.py'),
                                   'sail_vl_nb.train.Stage.to_yaml': ('train.html#stage.to_yaml', 'sail_vl_nb/train.py'),
                                   'sail_vl_nb.train.TrainResult': ('train.html#trainresult', 'sail_vl_nb/train.py'),
+                                  'sail_vl_nb.train._check_stage': ('train.html#_check_stage', 'sail_vl_nb/train.py'),
                                   'sail_vl_nb.train._checkpoints': ('train.html#_checkpoints', 'sail_vl_nb/train.py'),
                                   'sail_vl_nb.train._plan': ('train.html#_plan', 'sail_vl_nb/train.py'),
                                   'sail_vl_nb.train._stage_dir': ('train.html#_stage_dir', 'sail_vl_nb/train.py'),

@@ -53,29 +53,7 @@ class Stage:
     log_every: int = 10
     data: dict = field(default_factory=dict)  # defaults for `sail-vl train`'s world data: task, n_world, world_seed
 
-    def __post_init__(self):
-        self.train = tuple([self.train] if isinstance(self.train, str) else self.train)
-        self.betas = tuple(self.betas)
-        unknown = [m for m in self.train if m not in MODULES]
-        if unknown: raise ValueError(f"stage {self.name!r}: unknown module(s) {unknown}; choose from {MODULES}")
-        if not self.train: raise ValueError(f"stage {self.name!r}: train names no module")
-        lrs = self.lrs()
-        for m, v in lrs.items():
-            if not isinstance(v, (int, float)) or v < 0: raise ValueError(f"stage {self.name!r}: learning rate for {m} must be >= 0, got {v}")
-        if self.schedule not in SCHEDULES: raise ValueError(f"stage {self.name!r}: schedule must be one of {SCHEDULES}")
-        if (self.max_steps is None) == (self.epochs is None): raise ValueError(f"stage {self.name!r}: give exactly one of max_steps or epochs")
-        if self.max_steps is not None and self.max_steps < 1: raise ValueError(f"stage {self.name!r}: max_steps must be >= 1")
-        if self.epochs is not None and self.epochs <= 0: raise ValueError(f"stage {self.name!r}: epochs must be > 0")
-        for f in ("batch_size", "grad_accum", "max_length", "log_every"):
-            if getattr(self, f) < 1: raise ValueError(f"stage {self.name!r}: {f} must be >= 1")
-        if self.global_batch is not None:
-            if self.global_batch < self.batch_size: raise ValueError(f"stage {self.name!r}: global_batch {self.global_batch} < batch_size {self.batch_size}")
-            if self.grad_accum != 1: raise ValueError(f"stage {self.name!r}: give global_batch or grad_accum, not both")
-        if not 0 <= self.warmup_ratio < 1: raise ValueError(f"stage {self.name!r}: warmup_ratio must be in [0, 1)")
-        if self.overflow not in ("reject", "truncate"): raise ValueError(f"stage {self.name!r}: overflow must be 'reject' or 'truncate'")
-        self.data = dict(self.data or {})
-        extra = set(self.data) - set(DATA_KEYS)
-        if extra: raise ValueError(f"stage {self.name!r}: unknown data key(s) {sorted(extra)}; known: {list(DATA_KEYS)}")
+    def __post_init__(self): _check_stage(self)
 
     def lrs(self) -> dict:
         "Learning rate per trained module."
@@ -115,6 +93,31 @@ class Stage:
         if not isinstance(d, dict): raise ValueError(f"{path}: a stage YAML must be a mapping of fields")
         return cls.from_dict(d)
 
+
+# %% ../nbs/08_train.ipynb #b14a81b1
+def _check_stage(s: Stage):
+    "Normalise a `Stage` in place (tuples, a dict of data) and refuse what cannot run, with the stage's name."
+    s.train = tuple([s.train] if isinstance(s.train, str) else s.train)
+    s.betas = tuple(s.betas)
+    if unknown := [m for m in s.train if m not in MODULES]: raise ValueError(f"stage {s.name!r}: unknown module(s) {unknown}; choose from {MODULES}")
+    if not s.train: raise ValueError(f"stage {s.name!r}: train names no module")
+    for m, v in s.lrs().items():
+        if not isinstance(v, (int, float)) or v < 0: raise ValueError(f"stage {s.name!r}: learning rate for {m} must be >= 0, got {v}")
+    if s.schedule not in SCHEDULES: raise ValueError(f"stage {s.name!r}: schedule must be one of {SCHEDULES}")
+    if (s.max_steps is None) == (s.epochs is None): raise ValueError(f"stage {s.name!r}: give exactly one of max_steps or epochs")
+    if s.max_steps is not None and s.max_steps < 1: raise ValueError(f"stage {s.name!r}: max_steps must be >= 1")
+    if s.epochs is not None and s.epochs <= 0: raise ValueError(f"stage {s.name!r}: epochs must be > 0")
+    for f in ("batch_size", "grad_accum", "max_length", "log_every"):
+        if getattr(s, f) < 1: raise ValueError(f"stage {s.name!r}: {f} must be >= 1")
+    if s.global_batch is not None:
+        if s.global_batch < s.batch_size: raise ValueError(f"stage {s.name!r}: global_batch {s.global_batch} < batch_size {s.batch_size}")
+        if s.grad_accum != 1: raise ValueError(f"stage {s.name!r}: give global_batch or grad_accum, not both")
+    if not 0 <= s.warmup_ratio < 1: raise ValueError(f"stage {s.name!r}: warmup_ratio must be in [0, 1)")
+    if s.overflow not in ("reject", "truncate"): raise ValueError(f"stage {s.name!r}: overflow must be 'reject' or 'truncate'")
+    s.data = dict(s.data or {})
+    if extra := set(s.data) - set(DATA_KEYS): raise ValueError(f"stage {s.name!r}: unknown data key(s) {sorted(extra)}; known: {list(DATA_KEYS)}")
+
+# %% ../nbs/08_train.ipynb #3373d3ad
 def stages_table(stages: list[Stage]):
     "A table of stages, one row each, in the style of InternVL's stage headers."
     import pandas as pd
@@ -153,8 +156,7 @@ def module_parts(model) -> dict:
 def param_groups(parts, lr=None, weight_decay: float = 0.0) -> list[dict]:
     """AdamW parameter groups — the one splitter every training loop uses: for each part (a module, or a dict name →
     module) its matrices (ndim ≥ 2) with `weight_decay`, then the rest (norms, biases, scales) without, named `name`
-    and `name/no_decay`; `lr` (a number, or a dict name → number; None: the optimiser's default) per part. Empty
-    groups are left out."""
+    and `name/no_decay`; `lr` (a number, or a dict name → number; None: the optimiser's default); no empty group."""
     if not isinstance(parts, dict): parts = {"params": parts}
     groups = []
     for name, part in parts.items():
@@ -167,11 +169,10 @@ def param_groups(parts, lr=None, weight_decay: float = 0.0) -> list[dict]:
 SCHEDULES = ("cosine", "linear", "constant", "ramped_cosine")
 
 def lr_lambda(schedule: str, total: int, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0):
-    """The learning-rate factor of optimiser step `step` (0-based), for `torch.optim.lr_scheduler.LambdaLR` — the one
-    schedule every training loop uses. `cosine`, `linear`, `constant`: a linear warm-up from 0 over
-    `round(warmup_ratio * total)` steps, then a half cosine down to `min_lr_ratio`, a line down to 0, or flat (the values
-    of transformers' `cosine_with_min_lr`, `linear` and `constant_with_warmup` schedules). `ramped_cosine` (the towers'
-    pretraining): one half cosine from 1 to 0 over the whole run, multiplied by a warm-up ramp `(step + 1) / warm-up`."""
+    """The learning-rate factor of optimiser step `step` (0-based), for `LambdaLR` — the one schedule every training
+    loop uses. `cosine`, `linear`, `constant`: a linear warm-up from 0 over `round(warmup_ratio * total)` steps, then a
+    half cosine down to `min_lr_ratio`, a line down to 0, or flat (transformers' `cosine_with_min_lr`, `linear`,
+    `constant_with_warmup`). `ramped_cosine` (the towers): a half cosine from 1 to 0 over the run × a ramp `(step + 1) / warm-up`."""
     if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}: use one of {SCHEDULES}")
     if schedule == "ramped_cosine":
         warm = max(1, int(round(warmup_ratio * total)))

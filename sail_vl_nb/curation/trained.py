@@ -88,7 +88,7 @@ class CachedCaptioner:
             for i, c in zip(todo, self.captioner([images[i] for i in todo], [alt_texts[i] for i in todo])): self.memo[keys[i]] = c
         return [self.memo[k] for k in keys]
 
-# %% ../../nbs/06da_curation_trained.ipynb #f4fc7b9a
+# %% ../../nbs/06da_curation_trained.ipynb #3f362f63
 def _hash(token: str, n: int) -> int: return 1 + zlib_crc32(token) % (n - 1)
 
 def zlib_crc32(s: str) -> int:
@@ -120,6 +120,7 @@ def judge_image_array(img: Image.Image, size: int = 64) -> np.ndarray:
     if img.size != (size, size): img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
 
+# %% ../../nbs/06da_curation_trained.ipynb #46c7f9ee
 def _judge_net(n_buckets: int = 8192, d: int = 64, heads: int = 4):
     import torch, torch.nn as nn
 
@@ -169,6 +170,7 @@ def _judge_net(n_buckets: int = 8192, d: int = 64, heads: int = 4):
             return (out, z) if return_phrases else out
     return JudgeNet()
 
+# %% ../../nbs/06da_curation_trained.ipynb #cb2508d6
 class LearnedJudge:
     "A learned judge: images + captions in, SAIL-VL2 scores out. Never sees a scene."
     name = "learned"
