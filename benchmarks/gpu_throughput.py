@@ -20,7 +20,7 @@ from sail_vl_nb.config import get_config
 from sail_vl_nb.data import Encoded, collate_packed, collate_padded, model_inputs, pack_bins
 from sail_vl_nb.launch import mfu, step_flops, use_attention
 from sail_vl_nb.model import SailVLForConditionalGeneration
-from sail_vl_nb.train import enable_checkpointing
+from sail_vl_nb.train import enable_checkpointing, token_counts
 
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}     # dense bf16 FLOP/s
 
@@ -80,8 +80,7 @@ def run(scale, attn, mode, ckpt, args, dev):
         t0 = time.perf_counter(); step(b)
         if dev.type == "cuda": torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-        useful += int((b["labels"] != -100).numel() if "attention_mask" not in b else b["attention_mask"].sum()) if mode == "padded" \
-            else sum(map(sum, seg))
+        useful += token_counts([b], packed=mode == "packed")[1]            # tokens that are not padding
         flops += step_flops(model, b, segment_lengths=seg)
     sec = statistics.median(times)
     mem = torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else float("nan")

@@ -63,8 +63,8 @@ def check_accelerate_config(name_or_path, scale: str = "tiny") -> dict:
         if missing: raise ValueError(f"{path.name}: wrap class(es) {missing} match no module of the {scale} model")
         out.update(fsdp_version=plugin.fsdp_version, wrap_units=found, reshard_after_forward=plugin.reshard_after_forward)
     if kind == "DEEPSPEED":
-        import importlib.util
-        cfg = __import__("yaml").safe_load(path.read_text()).get("deepspeed_config", {})
+        import importlib.util, yaml
+        cfg = yaml.safe_load(path.read_text()).get("deepspeed_config", {})
         out.update(zero_stage=cfg.get("zero_stage"), gradient_accumulation_steps=cfg.get("gradient_accumulation_steps"),
                    deepspeed_installed=importlib.util.find_spec("deepspeed") is not None)
     return out
