@@ -55,38 +55,47 @@ def cmd_scales(args) -> None:
         print(f"{name:<12s}{cfg.tile_size:>6d}{cfg.num_image_token:>10d}{c['vision']:>15,d}{c['projector']:>13,d}"
               f"{c['llm']:>16,d}{c['total']:>16,d}")
 
-# %% ../nbs/13_cli.ipynb #e92704d8
+# %% ../nbs/13_cli.ipynb #95867e59
+TASKS = ("vqa", "caption", "mixed", "conversations", "conversations+caption")
+
+def _start_model(args, cfg, seed: int):
+    "The model a run starts from: a saved folder (`--init`), random init (`--random-init`), or the shipped towers."
+    import torch
+    from sail_vl_nb.model import SailVLForConditionalGeneration
+    if args.init: return SailVLForConditionalGeneration.from_pretrained(args.init)
+    if args.random_init:
+        torch.manual_seed(seed); return SailVLForConditionalGeneration(cfg)
+    from sail_vl_nb.towers import build_model
+    try: return build_model(args.scale, seed=seed)
+    except FileNotFoundError as e:
+        raise SystemExit(f"sail-vl train: {e}. Pass --random-init to train scale {args.scale!r} from random init.")
+
+def _world_samples(data: dict, image_size: int) -> tuple:
+    "(world, training samples) for `data` = {task, n_world, world_seed}; an unknown task is an error listing `TASKS`."
+    from sail_vl_nb.data import caption_samples, conversation_samples, vqa_samples
+    from sail_vl_nb.world import make_world
+    if data["task"] not in TASKS: raise ValueError(f"unknown task {data['task']!r}; choose one of {list(TASKS)}")
+    world = make_world(data["n_world"], seed=data["world_seed"], image_size=image_size, progress=True)
+    return world, {"vqa": lambda: vqa_samples(world), "caption": lambda: caption_samples(world),
+                   "mixed": lambda: vqa_samples(world) + caption_samples(world),
+                   "conversations": lambda: conversation_samples(world),
+                   "conversations+caption": lambda: conversation_samples(world, describe=True)}[data["task"]]()
+
+# %% ../nbs/13_cli.ipynb #65c09b1e
 def cmd_train(args) -> dict:
     "Train on world data with a stage config; optionally evaluate."
-    import torch
     from sail_vl_nb.config import get_config
-    from sail_vl_nb.data import caption_samples, conversation_samples, vqa_samples
-    from sail_vl_nb.model import SailVLForConditionalGeneration
     from sail_vl_nb.text import SailVLProcessor, default_tokenizer
     from sail_vl_nb.train import load_stage, train_stage
-    from sail_vl_nb.world import make_world
     stage = load_stage(args.stage)
     if args.max_steps: stage.max_steps, stage.epochs = args.max_steps, None
     cfg = get_config(args.scale)
     proc = SailVLProcessor.from_config(cfg, default_tokenizer(args.scale))
-    if args.init:
-        model = SailVLForConditionalGeneration.from_pretrained(args.init)
-    elif args.random_init:
-        torch.manual_seed(stage.seed); model = SailVLForConditionalGeneration(cfg)
-    else:
-        from sail_vl_nb.towers import build_model
-        try: model = build_model(args.scale, seed=stage.seed)
-        except FileNotFoundError as e:
-            raise SystemExit(f"sail-vl train: {e}. Pass --random-init to train scale {args.scale!r} from random init.")
+    model = _start_model(args, cfg, stage.seed)
     data = {"task": "vqa", "n_world": 2000, "world_seed": 0, **stage.data}        # the stage's defaults, then the flags
     data.update({k: v for k, v in (("task", args.task), ("n_world", args.n_world), ("world_seed", args.world_seed)) if v is not None})
-    if data["task"] not in TASKS: raise ValueError(f"unknown task {data['task']!r}; choose one of {list(TASKS)}")
     t0 = time.perf_counter()
-    world = make_world(data["n_world"], seed=data["world_seed"], image_size=cfg.tile_size, progress=True)
-    samples = {"vqa": lambda: vqa_samples(world), "caption": lambda: caption_samples(world),
-               "mixed": lambda: vqa_samples(world) + caption_samples(world),
-               "conversations": lambda: conversation_samples(world),
-               "conversations+caption": lambda: conversation_samples(world, describe=True)}[data["task"]]()
+    world, samples = _world_samples(data, cfg.tile_size)
     print(f"sail-vl train: {data['n_world']} world pictures (seed {data['world_seed']}) -> {len(samples)} {data['task']} samples"
           f" in {time.perf_counter() - t0:.0f} s")
     out = args.out or f"runs/{stage.name}"
@@ -100,8 +109,7 @@ def cmd_train(args) -> dict:
         summary["gate"] = evaluate_gate(model, proc, world, args.eval, args.bench_seed, out)
     return summary
 
-TASKS = ("vqa", "caption", "mixed", "conversations", "conversations+caption")
-
+# %% ../nbs/13_cli.ipynb #822a6f39
 def evaluate_gate(model, proc, world, n_per_category: int, bench_seed: int, out) -> dict:
     """Score `model` on the standard benchmark with real and blank pictures and against the language prior of
     `world`; print the table and write `out/eval.json` (the blindness gate of `05b_evaluate_gain`)."""

@@ -12,9 +12,42 @@ from huggingface_hub.dataclasses import strict
 # %% auto #0
 __all__ = ['PS_VERSIONS', 'SMALL_SPECIAL_IDS', 'SCALES', 'SailVLConfig', 'get_config']
 
-# %% ../nbs/00_config.ipynb #11a3ef7f
+# %% ../nbs/00_config.ipynb #5587db86
 PS_VERSIONS = ("v1", "v2")
 
+def _check_sail_vl(cfg):
+    "Raise a one-line `ValueError` naming the first inconsistent field of `cfg` (a `SailVLConfig`)."
+    v, t = cfg.vision_config, cfg.text_config
+    patch = v.patch_size[0] if isinstance(v.patch_size, (list, tuple)) else v.patch_size
+    img = v.image_size[0] if isinstance(v.image_size, (list, tuple)) else v.image_size
+    if cfg.ps_version not in PS_VERSIONS:
+        raise ValueError(f"ps_version must be one of {PS_VERSIONS}, got {cfg.ps_version!r}")
+    if not 0 < cfg.downsample_ratio <= 1 or abs(1 / cfg.downsample_ratio - round(1 / cfg.downsample_ratio)) > 1e-6:
+        raise ValueError(f"downsample_ratio must be 1/k for a whole k >= 1, got {cfg.downsample_ratio}")
+    if cfg.tile_size % patch:
+        raise ValueError(f"tile_size ({cfg.tile_size}) must be divisible by vision_config.patch_size ({patch})")
+    if img != cfg.tile_size:
+        raise ValueError(f"vision_config.image_size ({img}) must equal tile_size ({cfg.tile_size})")
+    grid, k = cfg.tile_size // patch, round(1 / cfg.downsample_ratio)
+    if grid % k:
+        raise ValueError(f"patch grid ({grid}x{grid} = tile_size {cfg.tile_size} / patch_size {patch}) "
+                         f"must be divisible by 1/downsample_ratio ({k})")
+    if not -v.num_hidden_layers <= cfg.select_layer <= v.num_hidden_layers or cfg.select_layer == 0:
+        raise ValueError(f"select_layer ({cfg.select_layer}) must index a ViT layer: -{v.num_hidden_layers}..-1 or 1..{v.num_hidden_layers}")
+    if not 1 <= cfg.min_tiles <= cfg.max_tiles:
+        raise ValueError(f"need 1 <= min_tiles ({cfg.min_tiles}) <= max_tiles ({cfg.max_tiles})")
+    for name, c in (("vision_config", v), ("text_config", t)):
+        if c.hidden_size % c.num_attention_heads:
+            raise ValueError(f"{name}.hidden_size ({c.hidden_size}) must be divisible by num_attention_heads ({c.num_attention_heads})")
+    ids = {"image_token_id": cfg.image_token_id, "img_start_token_id": cfg.img_start_token_id,
+           "img_end_token_id": cfg.img_end_token_id}
+    for name, i in ids.items():
+        if not 0 <= i < t.vocab_size:
+            raise ValueError(f"{name} ({i}) must be a token id below text_config.vocab_size ({t.vocab_size})")
+    if len(set(ids.values())) != 3:
+        raise ValueError(f"image_token_id, img_start_token_id and img_end_token_id must differ, got {ids}")
+
+# %% ../nbs/00_config.ipynb #11a3ef7f
 @strict
 class SailVLConfig(PretrainedConfig):
     "Configuration of a SAIL-VL model: InternViT vision tower + pixel shuffle + MLP projector + Qwen2 LLM."
@@ -46,35 +79,7 @@ class SailVLConfig(PretrainedConfig):
 
     def validate_sail_vl(self):
         "Raise a one-line `ValueError` naming the first inconsistent field."
-        v, t = self.vision_config, self.text_config
-        patch = v.patch_size[0] if isinstance(v.patch_size, (list, tuple)) else v.patch_size
-        img = v.image_size[0] if isinstance(v.image_size, (list, tuple)) else v.image_size
-        if self.ps_version not in PS_VERSIONS:
-            raise ValueError(f"ps_version must be one of {PS_VERSIONS}, got {self.ps_version!r}")
-        if not 0 < self.downsample_ratio <= 1 or abs(1 / self.downsample_ratio - round(1 / self.downsample_ratio)) > 1e-6:
-            raise ValueError(f"downsample_ratio must be 1/k for a whole k >= 1, got {self.downsample_ratio}")
-        if self.tile_size % patch:
-            raise ValueError(f"tile_size ({self.tile_size}) must be divisible by vision_config.patch_size ({patch})")
-        if img != self.tile_size:
-            raise ValueError(f"vision_config.image_size ({img}) must equal tile_size ({self.tile_size})")
-        grid, k = self.tile_size // patch, round(1 / self.downsample_ratio)
-        if grid % k:
-            raise ValueError(f"patch grid ({grid}x{grid} = tile_size {self.tile_size} / patch_size {patch}) "
-                             f"must be divisible by 1/downsample_ratio ({k})")
-        if not -v.num_hidden_layers <= self.select_layer <= v.num_hidden_layers or self.select_layer == 0:
-            raise ValueError(f"select_layer ({self.select_layer}) must index a ViT layer: -{v.num_hidden_layers}..-1 or 1..{v.num_hidden_layers}")
-        if not 1 <= self.min_tiles <= self.max_tiles:
-            raise ValueError(f"need 1 <= min_tiles ({self.min_tiles}) <= max_tiles ({self.max_tiles})")
-        for name, c in (("vision_config", v), ("text_config", t)):
-            if c.hidden_size % c.num_attention_heads:
-                raise ValueError(f"{name}.hidden_size ({c.hidden_size}) must be divisible by num_attention_heads ({c.num_attention_heads})")
-        ids = {"image_token_id": self.image_token_id, "img_start_token_id": self.img_start_token_id,
-               "img_end_token_id": self.img_end_token_id}
-        for name, i in ids.items():
-            if not 0 <= i < t.vocab_size:
-                raise ValueError(f"{name} ({i}) must be a token id below text_config.vocab_size ({t.vocab_size})")
-        if len(set(ids.values())) != 3:
-            raise ValueError(f"image_token_id, img_start_token_id and img_end_token_id must differ, got {ids}")
+        _check_sail_vl(self)
 
     @property
     def patch_grid(self) -> int:

@@ -47,6 +47,7 @@ class Encoded:
 
     def __len__(self): return len(self.input_ids)
 
+# %% ../nbs/07_data.ipynb #14b92380
 class EncodedDataset(torch.utils.data.Dataset):
     "Samples encoded once by a `SailVLProcessor`; rejected samples are kept with their reason."
     def __init__(self, samples, processor: SailVLProcessor, max_length: int | None = None, overflow: str = "reject",

@@ -10,7 +10,7 @@ import json, os, random, shutil
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DONE', 'OLD_MARKERS', 'is_complete', 'done_info', 'atomic_dir']
+__all__ = ['DONE', 'OLD_MARKERS', 'is_complete', 'done_info', 'atomic_dir', 'asset_dir', 'shipped_names', 'shipped_file']
 
 # %% ../nbs/00a_folders.ipynb #bef66a41
 DONE = "DONE"
@@ -48,3 +48,25 @@ def atomic_dir(final, write=None, tmp=None, replace: bool = False) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return final
+
+# %% ../nbs/00a_folders.ipynb #7a0a51e7
+def asset_dir(kind: str) -> Path:
+    "The folder `sail_vl_nb/assets/<kind>` of the installed package (it may not exist)."
+    import importlib.resources
+    return Path(str(importlib.resources.files("sail_vl_nb") / "assets" / kind))
+
+def shipped_names(kind: str, suffix: str = ".yaml") -> list[str]:
+    "Names (without `suffix`) of the files shipped in `asset_dir(kind)`."
+    d = asset_dir(kind)
+    return sorted(p.name[:-len(suffix)] for p in d.iterdir() if p.name.endswith(suffix)) if d.is_dir() else []
+
+def shipped_file(kind: str, name_or_path, what: str, suffix: str = ".yaml") -> Path:
+    """The file `name_or_path` names: a path (anything ending in .yaml/.yml, or that exists) as given, else a shipped
+    name in `asset_dir(kind)`. `FileNotFoundError` saying which `what` (e.g. "stage") was not found, and what is shipped."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists(): raise FileNotFoundError(f"no {what} file at {str(p)!r}")
+        return p
+    if name_or_path not in shipped_names(kind, suffix):
+        raise FileNotFoundError(f"no {what} named {name_or_path!r}; shipped {what}s: {shipped_names(kind, suffix)}")
+    return asset_dir(kind) / f"{name_or_path}{suffix}"

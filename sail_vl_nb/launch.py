@@ -8,6 +8,7 @@ FLOP count a throughput benchmark divides by."""
 from __future__ import annotations
 import shlex
 from pathlib import Path
+from .folders import shipped_file
 
 # %% auto #0
 __all__ = ['ACCELERATE_CONFIGS', 'accelerate_config', 'check_accelerate_config', 'launch_command', 'batch_plan',
@@ -18,19 +19,9 @@ ACCELERATE_CONFIGS = {"1gpu": "one GPU, bf16", "ddp": "data parallel (DDP), 8 GP
                       "fsdp2": "FSDP2: parameters, gradients and optimiser state sharded; wrap units = vision layers, projector, LLM layers",
                       "zero2": "DeepSpeed ZeRO-2 (optional extra): optimiser state and gradients sharded"}
 
-def _config_dir():
-    import importlib.resources
-    return importlib.resources.files("sail_vl_nb") / "assets" / "accelerate"
-
 def accelerate_config(name_or_path) -> Path:
     "Path of a shipped accelerate configuration (`1gpu`, `ddp`, `fsdp2`, `zero2`) or of a YAML file you give."
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists(): raise FileNotFoundError(f"no accelerate config at {str(p)!r}")
-        return p
-    if name_or_path not in ACCELERATE_CONFIGS:
-        raise FileNotFoundError(f"no accelerate config named {name_or_path!r}; shipped: {sorted(ACCELERATE_CONFIGS)}")
-    return Path(str(_config_dir() / f"{name_or_path}.yaml"))
+    return shipped_file("accelerate", name_or_path, "accelerate config")
 
 # %% ../nbs/08a_train_launch.ipynb #11969a14
 def _launch_args(path: Path):

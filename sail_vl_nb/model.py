@@ -39,7 +39,7 @@ class SailVLProjector(nn.Sequential):
         d_in, d_out = config.vit_out_dim, config.text_config.hidden_size
         super().__init__(nn.LayerNorm(d_in), nn.Linear(d_in, d_out), ACT2FN[config.projector_hidden_act], nn.Linear(d_out, d_out))
 
-# %% ../nbs/02_model.ipynb #db980e1e
+# %% ../nbs/02_model.ipynb #2d9db74e
 class SailVLPreTrainedModel(PreTrainedModel):
     config_class = SailVLConfig
     config: SailVLConfig
@@ -54,6 +54,7 @@ class SailVLPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
+# %% ../nbs/02_model.ipynb #db980e1e
 class SailVLForConditionalGeneration(SailVLPreTrainedModel, GenerationMixin):
     "SAIL-VL: InternViT + pixel shuffle + MLP projector + Qwen2 causal LM."
     def __init__(self, config: SailVLConfig):
@@ -119,6 +120,7 @@ class SailVLForConditionalGeneration(SailVLPreTrainedModel, GenerationMixin):
                                    cache=cache, labels=labels, use_cache=use_cache,
                                    logits_to_keep=logits_to_keep, **kwargs)
 
+# %% ../nbs/02_model.ipynb #acf94080
 AutoModel.register(SailVLConfig, SailVLForConditionalGeneration)
 AutoModelForImageTextToText.register(SailVLConfig, SailVLForConditionalGeneration)
 

@@ -72,6 +72,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return image.convert("RGB")
 
+# %% ../nbs/01_tiling.ipynb #3ef18a6a
 def pixel_key(img) -> str:
     """The package's one key for a picture: SHA-256 of its size and 8-bit RGB pixels (`to_rgb`), from a PIL image or
     encoded bytes — equal keys ⇔ identical pictures, whatever the file encoding. Curation deduplicates and looks up
@@ -80,6 +81,7 @@ def pixel_key(img) -> str:
     img = to_rgb(img)
     return hashlib.sha256(f"{img.width}x{img.height}:".encode() + img.tobytes()).hexdigest()
 
+# %% ../nbs/01_tiling.ipynb #c69a3d08
 @dataclass
 class SailVLImageProcessor:
     "Images → normalised tile tensors, with the InternVL dynamic tiling."

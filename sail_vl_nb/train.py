@@ -9,22 +9,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 import torch
 import yaml
+from fastcore.basics import patch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from .folders import atomic_dir, is_complete
+from .folders import atomic_dir, is_complete, shipped_file, shipped_names
 from .data import EncodedDataset, collate_packed, collate_padded, model_inputs
 
 # %% auto #0
 __all__ = ['MODULES', 'DATA_KEYS', 'SCHEDULES', 'Stage', 'stages_table', 'builtin_stages', 'load_stage', 'module_parts',
            'param_groups', 'lr_lambda', 'enable_checkpointing', 'apply_stage', 'TrainResult', 'stage_plan', 'manifest',
-           'default_accelerator', 'micro_batches', 'token_counts', 'accumulate_gradients', 'save_checkpoint',
-           'load_checkpoint', 'train_stage', 'load_metrics', 'plot_losses']
+           'write_run_files', 'default_accelerator', 'micro_batches', 'token_counts', 'accumulate_gradients',
+           'save_checkpoint', 'load_checkpoint', 'train_stage', 'load_metrics', 'plot_losses']
 
 # %% ../nbs/08_train.ipynb #b5b47d7e
 MODULES = ("vision", "projector", "llm")
 DATA_KEYS = ("task", "n_world", "world_seed")
-SCHEDULES = ("cosine", "linear", "constant")
+SCHEDULES = ("cosine", "linear", "constant", "ramped_cosine")
 
 @dataclass
 class Stage:
@@ -32,7 +33,7 @@ class Stage:
     name: str
     train: tuple = ("projector",)          # any of "vision", "projector", "llm"
     lr: float | dict = 1e-3                 # one LR for all trained modules, or {"vision": .., "projector": .., "llm": ..}
-    schedule: str = "cosine"                # cosine (to min_lr_ratio) | linear | constant, after linear warm-up
+    schedule: str = "cosine"                # cosine (to min_lr_ratio) | linear | constant after a linear warm-up; ramped_cosine (see lr_lambda)
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.0               # applied to matrices only, never to norms/biases
@@ -75,25 +76,6 @@ class Stage:
                              f"{self.batch_size} x {processes} processes = {per_step}")
         return self.global_batch // per_step
 
-    def to_dict(self) -> dict:
-        d = asdict(self); d["train"] = list(self.train); d["betas"] = list(self.betas); return d
-    def to_yaml(self, path=None) -> str:
-        txt = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path: Path(path).write_text(txt)
-        return txt
-    @classmethod
-    def from_dict(cls, d: dict) -> "Stage":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown: raise ValueError(f"unknown stage field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
-    @classmethod
-    def from_yaml(cls, path) -> "Stage":
-        d = yaml.safe_load(Path(path).read_text())
-        if not isinstance(d, dict): raise ValueError(f"{path}: a stage YAML must be a mapping of fields")
-        return cls.from_dict(d)
-
-
 # %% ../nbs/08_train.ipynb #b14a81b1
 def _check_stage(s: Stage):
     "Normalise a `Stage` in place (tuples, a dict of data) and refuse what cannot run, with the stage's name."
@@ -121,32 +103,45 @@ def _check_stage(s: Stage):
 def stages_table(stages: list[Stage]):
     "A table of stages, one row each, in the style of InternVL's stage headers."
     import pandas as pd
-    rows = []
-    for s in stages:
-        rows.append({"stage": s.name, "trainable": " + ".join(s.train),
-                     "lr": ", ".join(f"{m} {v:g}" for m, v in s.lrs().items()), "schedule": f"{s.schedule}, warm-up {s.warmup_ratio:.0%}",
-                     "batch": f"{s.global_batch} global" if s.global_batch else f"{s.batch_size} x {s.grad_accum} acc", "length": s.max_length, "packing": s.pack,
-                     "steps": s.max_steps if s.max_steps else f"{s.epochs:g} epochs"})
+    rows = [{"stage": s.name, "trainable": " + ".join(s.train),
+             "lr": ", ".join(f"{m} {v:g}" for m, v in s.lrs().items()), "schedule": f"{s.schedule}, warm-up {s.warmup_ratio:.0%}",
+             "batch": f"{s.global_batch} global" if s.global_batch else f"{s.batch_size} x {s.grad_accum} acc", "length": s.max_length, "packing": s.pack,
+             "steps": s.max_steps if s.max_steps else f"{s.epochs:g} epochs"} for s in stages]
     return pd.DataFrame(rows).set_index("stage")
 
-# %% ../nbs/08_train.ipynb #06841f3a
-def _stage_dir():
-    import importlib.resources
-    return importlib.resources.files("sail_vl_nb") / "assets" / "stages"
+# %% ../nbs/08_train.ipynb #f674dac5
+@patch
+def to_dict(self: Stage) -> dict:
+    "The stage as plain data (lists for tuples), as YAML writes it."
+    d = asdict(self); d["train"] = list(self.train); d["betas"] = list(self.betas); return d
+@patch
+def to_yaml(self: Stage, path=None) -> str:
+    "The stage as YAML text, also written to `path` when given."
+    txt = yaml.safe_dump(self.to_dict(), sort_keys=False)
+    if path: Path(path).write_text(txt)
+    return txt
+@patch(cls_method=True)
+def from_dict(cls: Stage, d: dict) -> Stage:
+    "A stage from plain data; an unknown field is an error that lists the known ones."
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown: raise ValueError(f"unknown stage field(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)
+@patch(cls_method=True)
+def from_yaml(cls: Stage, path) -> Stage:
+    "A stage from a YAML file of its fields."
+    d = yaml.safe_load(Path(path).read_text())
+    if not isinstance(d, dict): raise ValueError(f"{path}: a stage YAML must be a mapping of fields")
+    return cls.from_dict(d)
 
+# %% ../nbs/08_train.ipynb #06841f3a
 def builtin_stages() -> list[str]:
     "Names of the stage YAMLs shipped with the package."
-    return sorted(p.name[:-5] for p in _stage_dir().iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("stages")
 
 def load_stage(name_or_path) -> Stage:
     "A `Stage` from a shipped name (see `builtin_stages()`) or a YAML file path."
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists(): raise FileNotFoundError(f"no stage file at {str(p)!r}")
-        return Stage.from_yaml(p)
-    if name_or_path not in builtin_stages():
-        raise FileNotFoundError(f"no stage named {name_or_path!r}; shipped stages: {builtin_stages()}")
-    return Stage.from_yaml(_stage_dir() / f"{name_or_path}.yaml")
+    return Stage.from_yaml(shipped_file("stages", name_or_path, "stage"))
 
 # %% ../nbs/08_train.ipynb #4ab81510
 def module_parts(model) -> dict:
@@ -165,8 +160,6 @@ def param_groups(parts, lr=None, weight_decay: float = 0.0) -> list[dict]:
         groups += [{"params": [p for p in ps if p.ndim >= 2], **kw, "weight_decay": weight_decay, "name": f"{name}"},
                    {"params": [p for p in ps if p.ndim < 2], **kw, "weight_decay": 0.0, "name": f"{name}/no_decay"}]
     return [g for g in groups if g["params"]]
-
-SCHEDULES = ("cosine", "linear", "constant", "ramped_cosine")
 
 def lr_lambda(schedule: str, total: int, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0):
     """The learning-rate factor of optimiser step `step` (0-based), for `LambdaLR` — the one schedule every training
@@ -248,6 +241,14 @@ def manifest(ds, stage, total: int, global_batch: int, steps_per_epoch: int, pro
     return {"stage": stage.name, "seed": stage.seed, "steps": total, "global_batch": global_batch, "processes": processes,
             "ids": [x.id for x in ds.items], "used": [ds.items[i].id for i in sorted(drawn)],
             "rejected": [{"id": r["id"], "reason": r["reason"]} for r in ds.rejected]}
+
+def write_run_files(out: Path, stage, ds, stats: dict, plan: dict, processes: int):
+    "What a run folder says about itself before the first step: `stage.yaml`, `data_stats.json` and `manifest.json`."
+    out.mkdir(parents=True, exist_ok=True)
+    mf = manifest(ds, stage, plan["total"], plan["global_batch"], plan["steps_per_epoch"], processes)
+    for name, text in (("stage.yaml", stage.to_yaml()), ("data_stats.json", json.dumps(stats, indent=2)),
+                       ("manifest.json", json.dumps(mf))):
+        (out / name).write_text(text)
 
 def default_accelerator() -> Accelerator:
     "fp32 on CPU, bf16 mixed precision on GPU."
@@ -333,10 +334,7 @@ def train_stage(model, processor, stage: Stage, data, out_dir, resume: bool = Fa
     acc.register_for_checkpointing(sched)       # stepped by us once per optimiser step, saved with the state
     start, history = load_checkpoint(acc, out) if resume else (0, [])
     if start and main and progress: print(f"resuming {stage.name!r} from step-{start:07d} (step {start}/{total})")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in (("stage.yaml", stage.to_yaml()), ("data_stats.json", json.dumps(stats, indent=2)),
-                           ("manifest.json", json.dumps(manifest(ds, stage, total, gb, spe, world)))): (out / name).write_text(text)
+    if main: write_run_files(out, stage, ds, stats, plan, world)
     collate = (lambda b: collate_packed(b, stage.max_length, processor.pad_id)) if stage.pack else (lambda b: collate_padded(b, processor.pad_id))
     dummy = torch.zeros(1, 3, *[acc.unwrap_model(model).config.tile_size] * 2, device=dev)  # a text-only batch's stand-in
     model.train()

@@ -16,7 +16,6 @@ output; so does a cell marked `#| output: false`, and one marked `#| stdout: fal
 cell that prints a timing). The policy: CONTRIBUTING.md, "Outputs".
 """
 import argparse, base64, os, re, sys, time
-from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +142,16 @@ def _run_safe(fn):
     except Exception as e: return Path(fn).name, False, 0, f'not run: {e!r}'
 
 
+def _run_fresh(fn):
+    """Run one notebook in a fresh, ordinary Python process (not a pool's daemon worker, so the notebook may start
+    processes of its own, as `09f` does): the (name, ok, seconds, message) of `_run_safe`."""
+    import json, subprocess
+    r = subprocess.run([sys.executable, __file__, '--run-one', str(fn)], capture_output=True, text=True)
+    last = r.stdout.strip().splitlines()[-1:] if r.stdout.strip() else []
+    try: return tuple(json.loads(last[0]))
+    except (IndexError, ValueError): return Path(fn).name, False, 0, f'not run: exit {r.returncode}: {r.stderr.strip()[-500:]}'
+
+
 def check_notebook(fn):
     "Problems with the committed outputs of `fn` (no execution): a list of strings"
     import json
@@ -190,7 +199,11 @@ def main(argv=None):
     ap.add_argument('notebooks', nargs='*', help='default: nbs/*.ipynb and nbs/tutorials/*.ipynb but index.ipynb')
     ap.add_argument('--check', action='store_true', help='only inspect committed outputs; exit 1 on a problem')
     ap.add_argument('--workers', type=int, default=1, help='notebooks run in parallel')
+    ap.add_argument('--run-one', metavar='NB', help=argparse.SUPPRESS)   # used by _run_fresh: one notebook, here
     a = ap.parse_args(argv)
+    if a.run_one:
+        import json
+        print(json.dumps(_run_safe(a.run_one))); return 0
     fns = [Path(f).resolve() for f in a.notebooks] or default_notebooks()
     fns = [f for f in fns if f.name not in SKIP]
 
@@ -207,8 +220,9 @@ def main(argv=None):
 
     os.environ.update(ENV)   # inherited by the worker processes (PYTHONHASHSEED must be set before they start)
     failed = []
-    with get_context('spawn').Pool(max(1, a.workers), maxtasksperchild=1) as pool:   # a fresh process per notebook
-        for name, ok, secs, msg in pool.imap_unordered(_run_safe, [str(f) for f in fns]):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, a.workers)) as pool:      # each thread waits on a fresh process per notebook
+        for name, ok, secs, msg in pool.map(_run_fresh, [str(f) for f in fns]):
             print(f'{name}: {"ok" if ok else "FAILED"} in {secs:.0f} s, {msg}', flush=True)
             if not ok: failed.append(name)
     import tempfile

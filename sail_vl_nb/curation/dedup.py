@@ -17,7 +17,7 @@ from .oracle import pixel_key
 # %% auto #0
 __all__ = ['caption_minhash', 'image_fingerprint', 'Deduper']
 
-# %% ../../nbs/06e_curation_dedup.ipynb #8247ca53
+# %% ../../nbs/06e_curation_dedup.ipynb #1ab68acc
 def _shingles(text: str, n: int) -> list[bytes]:
     w = re.findall(r"\w+", text.lower())
     return [" ".join(w[i:i + n]).encode() for i in range(max(1, len(w) - n + 1))] if w else [b""]
@@ -32,6 +32,7 @@ def caption_minhash(text: str, cfg: CurationConfig):
     m.update_batch(_shingles(text, cfg.shingle))
     return m
 
+# %% ../../nbs/06e_curation_dedup.ipynb #5d335884
 def image_fingerprint(img: Image.Image, cfg: CurationConfig) -> dict:
     "Exact key, 256-bit perceptual hash (packed bytes) and an RGB verification thumbnail (bytes)."
     import imagehash
@@ -39,6 +40,7 @@ def image_fingerprint(img: Image.Image, cfg: CurationConfig) -> dict:
     th = np.asarray(img.resize((cfg.thumb_size, cfg.thumb_size), Image.Resampling.BOX), dtype=np.uint8).tobytes()
     return dict(image_sha=pixel_key(img), phash=ph, thumb=th)
 
+# %% ../../nbs/06e_curation_dedup.ipynb #8247ca53
 class Deduper:
     """Streaming deduplication in a fixed order: `check(item)` returns (reason, detail) for a duplicate, else keeps it.
     An item needs id, caption, image_sha, `_phash` (packed bits) and `_thumb` (RGB thumbnail bytes)."""

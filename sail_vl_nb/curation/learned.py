@@ -19,7 +19,7 @@ from .trained import (CAPTION_PROMPT, RECAPTION_PROMPT, MAX_PHRASES, VLMCaptione
 
 # %% auto #0
 __all__ = ['balanced_subset', 'reference_set', 'captioner_samples', 'train_captioner', 'phrase_labels', 'perturb_caption',
-           'judge_examples', 'train_judge', 'judge_agreement', 'caption_quality']
+           'judge_examples', 'judge_agreement', 'train_judge', 'caption_quality']
 
 # %% ../../nbs/08b_curation_learned.ipynb #e522467c
 def balanced_subset(groups: list[tuple], n: int, seed: int = 0) -> list[int]:
@@ -45,6 +45,7 @@ def balanced_subset(groups: list[tuple], n: int, seed: int = 0) -> list[int]:
                 if x is not None: out.append(x)
     return sorted(out)
 
+# %% ../../nbs/08b_curation_learned.ipynb #148b03af
 def reference_set(pool, n: int, seed: int = 0, annotator=None) -> list[dict]:
     """A balanced reference set from `pool` (originals only): records with id, image (PIL), alt_text and the
     annotator's `caption` (default: `ReferenceCaptioner`, the strong-annotator role)."""
@@ -70,6 +71,7 @@ def captioner_samples(records, recaption: bool = True) -> list[dict]:
                                      {"role": "assistant", "content": r["caption"]}]})
     return out
 
+# %% ../../nbs/08b_curation_learned.ipynb #f3f29222
 def train_captioner(records, out_dir, steps: int = 600, scale: str = "tiny", batch_size: int = 32, lr: float = 1e-3,
                     seed: int = 0, accelerator=None, progress: bool = False, **stage_kw):
     "Train a fresh `scale` SAIL-VL model on `captioner_samples(records)` with `train_stage`; returns (captioner, result)."
@@ -118,6 +120,7 @@ def perturb_caption(caption: str, rng: random.Random) -> str:
             sents = [s for s in re.split(r"(?<=[.])\s+", txt) if s]
     return " ".join(sents)
 
+# %% ../../nbs/08b_curation_learned.ipynb #1f35d3c4
 def judge_examples(n_images: int, seed: int = 0, split: str = "judge", image_size: int = 64, extra_captioner=None):
     """Training/evaluation pairs for a judge: (images uint8 N×64×64×3, captions, labels N×3 = richness, alignment,
     verdict from `oracle_scores`, phrase labels N×MAX_PHRASES from `phrase_labels`). Per image: alt-text, reference, two blind corruptions, another image's caption, and
@@ -137,6 +140,22 @@ def judge_examples(n_images: int, seed: int = 0, split: str = "judge", image_siz
             pls.append(phrase_labels(c, r["scene"]))
     return np.stack(ims), caps, np.array(ys, dtype=np.int64), np.stack(pls)
 
+# %% ../../nbs/08b_curation_learned.ipynb #7127ce51
+def judge_agreement(pred: list[dict], labels, cfg: CurationConfig | None = None) -> dict:
+    """Agreement of judge outputs with oracle labels (N×3: richness, alignment, verdict): per-output accuracy, and
+    precision/recall of the *drop* decision ("score < 3 or No") and of the *keep* decision."""
+    cfg = cfg or CurationConfig()
+    y = np.asarray(labels)
+    r = np.array([p["richness"] for p in pred]); a = np.array([p["alignment"] for p in pred]); v = np.array([p["verdict"] for p in pred])
+    drop = lambda r_, a_, v_: (r_ < cfg.min_richness) | (a_ < cfg.min_alignment) | (~v_.astype(bool) if cfg.require_verdict else False)
+    dp, dt = drop(r, a, v), drop(y[:, 0], y[:, 1], y[:, 2])
+    pr = lambda p, t: float((p & t).sum() / max(p.sum(), 1)); rc = lambda p, t: float((p & t).sum() / max(t.sum(), 1))
+    return dict(n=len(y), richness_acc=float((r == y[:, 0]).mean()), alignment_acc=float((a == y[:, 1]).mean()),
+                verdict_acc=float((v == y[:, 2].astype(bool)).mean()), oracle_drop_rate=float(dt.mean()),
+                judge_drop_rate=float(dp.mean()), drop_precision=pr(dp, dt), drop_recall=rc(dp, dt),
+                keep_precision=pr(~dp, ~dt), keep_recall=rc(~dp, ~dt))
+
+# %% ../../nbs/08b_curation_learned.ipynb #514ea6d6
 def train_judge(n_images: int = 2000, steps: int = 1500, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                 device: str | None = None, examples=None, progress: bool = False):
     "Train a `LearnedJudge` on oracle labels. Returns (judge, loss history)."
@@ -164,20 +183,6 @@ def train_judge(n_images: int = 2000, steps: int = 1500, batch_size: int = 128, 
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         hist.append(loss.item())
     return LearnedJudge(net.eval(), device), hist
-
-def judge_agreement(pred: list[dict], labels, cfg: CurationConfig | None = None) -> dict:
-    """Agreement of judge outputs with oracle labels (N×3: richness, alignment, verdict): per-output accuracy, and
-    precision/recall of the *drop* decision ("score < 3 or No") and of the *keep* decision."""
-    cfg = cfg or CurationConfig()
-    y = np.asarray(labels)
-    r = np.array([p["richness"] for p in pred]); a = np.array([p["alignment"] for p in pred]); v = np.array([p["verdict"] for p in pred])
-    drop = lambda r_, a_, v_: (r_ < cfg.min_richness) | (a_ < cfg.min_alignment) | (~v_.astype(bool) if cfg.require_verdict else False)
-    dp, dt = drop(r, a, v), drop(y[:, 0], y[:, 1], y[:, 2])
-    pr = lambda p, t: float((p & t).sum() / max(p.sum(), 1)); rc = lambda p, t: float((p & t).sum() / max(t.sum(), 1))
-    return dict(n=len(y), richness_acc=float((r == y[:, 0]).mean()), alignment_acc=float((a == y[:, 1]).mean()),
-                verdict_acc=float((v == y[:, 2].astype(bool)).mean()), oracle_drop_rate=float(dt.mean()),
-                judge_drop_rate=float(dp.mean()), drop_precision=pr(dp, dt), drop_recall=rc(dp, dt),
-                keep_precision=pr(~dp, ~dt), keep_recall=rc(~dp, ~dt))
 
 # %% ../../nbs/08b_curation_learned.ipynb #98d1cc78
 def caption_quality(captions: list, scene_jsons: list) -> dict:

@@ -60,7 +60,7 @@ def make_pool(n: int, seed: int = 0, image_size: int = 64, noise_rate: float = 0
                       ("alt_text", "alt_noise", "kind", "scene_json", "dup_of", "dup_kind")}})
     return Dataset.from_dict(cols, features=feats)
 
-# %% ../../nbs/06a_curation_inputs.ipynb #24b4ce35
+# %% ../../nbs/06a_curation_inputs.ipynb #9b908fda
 def _enc(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO(); img.save(buf, format=fmt, **kw); return buf.getvalue()
 
@@ -77,19 +77,10 @@ def decompression_bomb_png(side: int = 9500) -> bytes:
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
             + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
 
-def bad_records(image_size: int = 64, seed: int = 123, tmp_dir=None) -> list[tuple[str, object, str | None]]:
-    """(name, record, expected) triples: `expected` is the rejection reason, or None when the record must be kept.
-    Covers broken image bytes, odd image modes, a decompression bomb, bad captions, ids and types."""
-    recs = [make_record(i, seed, image_size, split="broken") for i in range(64)]
-    ok = iter(recs)
-    def good(**over):
-        r = next(ok)
-        d = dict(id=r["id"], image=png_bytes(r["image"]), alt_text=r["alt_text"], caption=r["caption"])
-        d.update(over); return d
-    def img_of(r_over=None):            # the next record's picture as PIL, and its caption
-        r = next(ok); return r["image"], r["caption"], r["id"]
-    out = []
-    add = lambda name, rec, exp: out.append((name, rec, exp))
+# %% ../../nbs/06a_curation_inputs.ipynb #70e0c323
+def _kept_cases(add, good, img_of):
+    """Add the records `bad_records` expects to be kept: odd image containers and modes, odd captions and ids.
+    `good(**over)` is a clean record with fields replaced, `img_of()` the next fresh (picture, caption, id)."""
     add("control: clean PNG", good(), None)
     im, cap, i = img_of(); add("datasets image dict", dict(id=i, image={"bytes": png_bytes(im), "path": None}, caption=cap), None)
     im, cap, i = img_of(); add("PIL image", dict(id=i, image=im, caption=cap), None)
@@ -115,6 +106,22 @@ def bad_records(image_size: int = 64, seed: int = 123, tmp_dir=None) -> list[tup
     add("caption None → alt-text used", good(caption=None, alt_text="a large blue square and a small red circle"), None)
     add("int id", good(id=987654), None)
     add("extra columns of odd types", good(extra=[1, {"a": 2}], score=float("nan")), None)
+
+# %% ../../nbs/06a_curation_inputs.ipynb #24b4ce35
+def bad_records(image_size: int = 64, seed: int = 123, tmp_dir=None) -> list[tuple[str, object, str | None]]:
+    """(name, record, expected) triples: `expected` is the rejection reason, or None when the record must be kept.
+    Covers broken image bytes, odd image modes, a decompression bomb, bad captions, ids and types."""
+    recs = [make_record(i, seed, image_size, split="broken") for i in range(64)]
+    ok = iter(recs)
+    def good(**over):
+        r = next(ok)
+        d = dict(id=r["id"], image=png_bytes(r["image"]), alt_text=r["alt_text"], caption=r["caption"])
+        d.update(over); return d
+    def img_of(r_over=None):            # the next record's picture as PIL, and its caption
+        r = next(ok); return r["image"], r["caption"], r["id"]
+    out = []
+    add = lambda name, rec, exp: out.append((name, rec, exp))
+    _kept_cases(add, good, img_of)
     # broken images
     good_png = png_bytes(recs[0]["image"])
     add("truncated PNG", good(image=good_png[: len(good_png) // 2]), "image_truncated")

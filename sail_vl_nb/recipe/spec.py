@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
+from ..folders import shipped_file, shipped_names
 from ..train import Stage, apply_stage
 
 # %% auto #0
@@ -91,23 +92,13 @@ class Recipe:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()))
 
 # %% ../../nbs/09ra_recipe_spec.ipynb #96abac44
-def _recipe_dir():
-    import importlib.resources
-    return importlib.resources.files("sail_vl_nb") / "assets" / "recipes"
-
 def builtin_recipes() -> list[str]:
     "Names of the recipe YAMLs shipped with the package."
-    return sorted(p.name[:-5] for p in _recipe_dir().iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("recipes")
 
 def load_recipe(name_or_path) -> Recipe:
     "A `Recipe` from a shipped name (see `builtin_recipes()`) or a YAML file path."
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists(): raise FileNotFoundError(f"no recipe file at {str(p)!r}")
-        return Recipe.from_yaml(p)
-    if name_or_path not in builtin_recipes():
-        raise FileNotFoundError(f"no recipe named {name_or_path!r}; shipped recipes: {builtin_recipes()}")
-    return Recipe.from_yaml(_recipe_dir() / f"{name_or_path}.yaml")
+    return Recipe.from_yaml(shipped_file("recipes", name_or_path, "recipe"))
 
 def recipe_table(recipe: Recipe):
     "One row per stage: what trains, at what rate, on how much of what, for how long."

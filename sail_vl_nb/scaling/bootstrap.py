@@ -46,6 +46,7 @@ def _resampler(x, fit: LawFit, resample: str, rng):
         return fit.x[idx], fit.y[idx]
     return 'points ((x, y) pairs)', n - k, draw
 
+# %% ../../nbs/10c_scaling_bootstrap.ipynb #e8235add
 @dataclass
 class Bootstrap:
     "Bootstrap refits of one law: parameter samples, prediction samples, and their confidence intervals."
@@ -87,6 +88,7 @@ class Bootstrap:
         return (f"Bootstrap({self.fit.law.name}: {ps} | {int(self.level * 100)}% CI, {len(self.samples)} resamples "
                 f"by {self.method}, {self.n_failed} failed, {self.seconds:.2f}s)")
 
+# %% ../../nbs/10c_scaling_bootstrap.ipynb #b1cbc516
 def bootstrap_law(x, y, law='log', n_boot: int = 1000, resample: str = 'auto', x_pred=None, loss: str = 'l2',
                   delta: float | None = None, level: float = 0.95, seed: int = 0, fit: LawFit | None = None,
                   max_nfev: int = 60, expand: bool = True) -> Bootstrap:

@@ -41,6 +41,7 @@ def _x_ref(x) -> float:
     "Internal x scale: the geometric mean when x > 0, else max |x|."
     return float(np.exp(np.log(x).mean())) if (x > 0).all() else float(np.abs(x).max())
 
+# %% ../../nbs/10b_scaling_fit.ipynb #15355eae
 def _solve(law: Law, u, y, starts, loss='l2', delta=None, max_nfev=None, screen=40):
     "Best `least_squares` result over `starts` (None if every start failed)."
     if len(starts) > 2 and screen:

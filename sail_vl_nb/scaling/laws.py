@@ -89,6 +89,7 @@ def _pow_nat(t, g):
     a0, B, al = t
     return (a0 + B / al, B / al * g ** al, al)
 
+# %% ../../nbs/10a_scaling_laws.ipynb #a32e305f
 def _tanh_ratio(k, d):
     "`2·tanh(k·d/2)/k`, tending to `d` as `k → 0`."
     small = np.abs(k) < 1e-8
@@ -117,6 +118,7 @@ def _logi_bounds(u):
     lu = np.log(u); r = np.ptp(lu)
     return ([-np.inf, -np.inf, 1e-6, lu.min() - r], [np.inf, np.inf, 50.0, lu.max() + r])
 
+# %% ../../nbs/10a_scaling_laws.ipynb #9d98cd5a
 def _bc_f(u, t): return t[0] + t[1] * boxcox(u, t[2])
 def _bc_jac(u, t): return np.column_stack([np.ones_like(u), boxcox(u, t[2]), t[1] * _dboxcox(u, t[2])])
 def _bc_init(u, y):
@@ -139,4 +141,3 @@ register_law(Law('logistic', 'y = lo + (hi − lo)/(1 + exp(−k·(ln(x) − m))
 register_law(Law('boxcox', 'y = a + b·(x^lambda − 1)/lambda', ('a', 'b', 'lambda'), _bc_f, _bc_init, _bc_nat,
                  jac=_bc_jac, bounds=([-np.inf, -np.inf, -4.0], [np.inf, np.inf, 4.0]),
                  about="lambda = 1: linear; lambda -> 0: log; lambda < 0: saturating power"))
-LAWS

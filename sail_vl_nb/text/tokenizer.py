@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..config import SMALL_SPECIAL_IDS, get_config
+from ..folders import asset_dir
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'IMAGE_TAG', 'CHATML_TEMPLATE', 'GENERAL_MODULES', 'REQUIRED_TOKENS', 'train_tokenizer',
@@ -96,8 +97,7 @@ def _cache_root() -> Path:
 
 def shipped_tokenizer_dir(scale: str) -> Path:
     "Where the package keeps the tokenizer of the pretrained towers of `scale` (the folder may not exist)."
-    import importlib.resources
-    return Path(str(importlib.resources.files("sail_vl_nb") / "assets" / "towers" / scale))
+    return asset_dir("towers") / scale
 
 def default_tokenizer(scale: str = "tiny", cache_dir: str | Path | None = None, n_world: int = 2000,
                       shipped: bool = True) -> PreTrainedTokenizerFast:

@@ -51,6 +51,7 @@ def template_sentences(rng, k: int = 6) -> str:
             out.append(f"A bar with value {max(x, z)} is taller than a bar with value {min(x, z)}.")
     return " ".join(out)
 
+# %% ../../nbs/09e_towers_lm.ipynb #5747af47
 def lm_documents(n_scenes: int, processor: SailVLProcessor, seed: int = 0, p_read: float = 0.85, p_simple: float = 0.5,
                  p_describe: float = 1.0, p_exact: float = 0.9, split: str = "lm") -> list:
     """`n_scenes` documents as (input_ids, labels) pairs in the VLM's token format (see the table above). A fraction

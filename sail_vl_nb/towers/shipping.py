@@ -47,6 +47,7 @@ def save_towers(out_dir, scale: str, vision_state: dict, llm_state: dict, tokeni
 
 SHIP_DTYPE = {"tiny": torch.float32, "small": torch.bfloat16}   # small in bf16 halves its files (≈ 31 MB instead of 61)
 
+# %% ../../nbs/09f_towers_shipping.ipynb #1b8206d6
 def build_towers(scales="tiny", out_dir=None, parallel: bool = True, recipes: dict | None = None) -> dict:
     """Pretrain both towers of each of `scales` (one name or several) with `recipes` (default `RECIPES`; for one
     scale, `{"vision": ..., "lm": ...}`) and save them to `out_dir` (one scale: that folder; several: `out_dir/{scale}`;

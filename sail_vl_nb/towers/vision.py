@@ -135,6 +135,7 @@ def dense_targets(scenes) -> dict:
         out["count"].append(len(s.things) - 1)
     return {k: torch.tensor(v) for k, v in out.items()}
 
+# %% ../../nbs/09c_towers_vision.ipynb #e673e530
 class DenseHeads(nn.Module):
     """Linear heads on pooled regions of a square patch-token grid: cells (3×3 average pool) → what/colour/size;
     rows (3×1) → text; a 4×4 pool side by side → bar values and colours, and the count. Discarded after pretraining."""

@@ -148,19 +148,18 @@ def _math(scene, rng):
     if l3: out.append(rng.choice(l3))
     return out
 
-# %% ../../nbs/03d_world_questions.ipynb #fed5c841
+# %% ../../nbs/03d_world_questions.ipynb #2e3e4193
 def _similar_word(rng, w):
     score = lambda x: sum(a == b for a, b in zip(x, w)) + 0.5 * len(set(x) & set(w))
     others = [x for x in WORDS if x != w]
     best = max(score(x) for x in others)
     return rng.choice([x for x in others if score(x) == best])
 
-def _hallucination(scene, rng):
-    "One yes and one no question per level (when the scene allows it)."
-    out, chart = [], scene.kind == "chart"
+def _hallucination_level1(scene, rng) -> list[dict]:
+    "Level 1: one yes and one no question about existence (POPE), or about the word or number in the scene."
+    chart = scene.kind == "chart"
     things, present = scene.things, set(scene.things)
     noun = lambda c, s: f"{c} bar" if chart else f"{c} {s}"
-    # level 1: existence (POPE)
     c, s = rng.choice(things)
     yes = _qa(f"Is there {_a(noun(c, s))} in the image?", "yes", "hallucination", 1, "pope_yes")
     swap = [(a[0], b[1]) for a in things for b in things if (a[0], b[1]) not in present]
@@ -177,27 +176,38 @@ def _hallucination(scene, rng):
         else:
             yes = _qa(f"Is the word {t.upper()} written in the image?", "yes", "hallucination", 1, "text_yes")
             no = _qa(f"Is the word {_similar_word(rng, t).upper()} written in the image?", "no", "hallucination", 1, "text_near")
-    out += [yes, no]
-    if chart:
-        b = rng.choice(scene.bars)
-        absent = [v for v in range(1, 10) if v not in {x.value for x in scene.bars}]
-        out += [_qa(f"Is there a bar with the value {b.value}?", "yes", "hallucination", 2, "bar_value_yes"),
-                _qa(f"Is there a bar with the value {rng.choice(absent)}?", "no", "hallucination", 2, "bar_value_no")]
-        i = rng.randrange(len(scene.bars) - 1)
-        l, r = scene.bars[i], scene.bars[i + 1]
-        out.append(_qa(f"Is there {_a(r.color)} bar directly to the right of the {l.color} bar?", "yes", "hallucination", 3, "bar_neighbour_yes",
-                       f"The bar directly to the right of the {l.color} bar is the {r.color} bar."))
-        other = rng.choice([x for x in COLORS if x != r.color])
-        j = rng.randrange(len(scene.bars))
-        nb = scene.bars[j + 1] if j + 1 < len(scene.bars) else None
-        if nb is None:
-            out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
-                           "bar_neighbour_no", f"The {scene.bars[j].color} bar is the rightmost bar, so no bar is to its right."))
-        else:
-            other = rng.choice([x for x in COLORS if x != nb.color])
-            out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
-                           "bar_neighbour_no", f"The bar directly to the right of the {scene.bars[j].color} bar is the {nb.color} bar."))
-        return out
+    return [yes, no]
+
+# %% ../../nbs/03d_world_questions.ipynb #40505157
+def _hallucination_chart(scene, rng) -> list[dict]:
+    "Levels 2 and 3 for a bar chart: is there a bar with this value; is this bar directly right of that one."
+    out = []
+    b = rng.choice(scene.bars)
+    absent = [v for v in range(1, 10) if v not in {x.value for x in scene.bars}]
+    out += [_qa(f"Is there a bar with the value {b.value}?", "yes", "hallucination", 2, "bar_value_yes"),
+            _qa(f"Is there a bar with the value {rng.choice(absent)}?", "no", "hallucination", 2, "bar_value_no")]
+    i = rng.randrange(len(scene.bars) - 1)
+    l, r = scene.bars[i], scene.bars[i + 1]
+    out.append(_qa(f"Is there {_a(r.color)} bar directly to the right of the {l.color} bar?", "yes", "hallucination", 3, "bar_neighbour_yes",
+                   f"The bar directly to the right of the {l.color} bar is the {r.color} bar."))
+    other = rng.choice([x for x in COLORS if x != r.color])
+    j = rng.randrange(len(scene.bars))
+    nb = scene.bars[j + 1] if j + 1 < len(scene.bars) else None
+    if nb is None:
+        out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
+                       "bar_neighbour_no", f"The {scene.bars[j].color} bar is the rightmost bar, so no bar is to its right."))
+    else:
+        other = rng.choice([x for x in COLORS if x != nb.color])
+        out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
+                       "bar_neighbour_no", f"The bar directly to the right of the {scene.bars[j].color} bar is the {nb.color} bar."))
+    return out
+
+# %% ../../nbs/03d_world_questions.ipynb #fed5c841
+def _hallucination(scene, rng):
+    "One yes and one no question per level (when the scene allows it)."
+    out = _hallucination_level1(scene, rng)
+    if scene.kind == "chart": return out + _hallucination_chart(scene, rng)
+    things = scene.things
     # level 2: existence at a position
     o = rng.choice(scene.objects)
     out.append(_qa(f"Is there {_a(o.name)} at the {o.pos}?", "yes", "hallucination", 2, "pos_yes"))
