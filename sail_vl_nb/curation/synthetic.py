@@ -117,7 +117,7 @@ def bad_records(image_size: int = 64, seed: int = 123, tmp_dir=None) -> list[tup
         r = next(ok)
         d = dict(id=r["id"], image=png_bytes(r["image"]), alt_text=r["alt_text"], caption=r["caption"])
         d.update(over); return d
-    def img_of(r_over=None):            # the next record's picture as PIL, and its caption
+    def img_of():                       # the next record's picture as PIL, its caption and its id
         r = next(ok); return r["image"], r["caption"], r["id"]
     out = []
     add = lambda name, rec, exp: out.append((name, rec, exp))

@@ -181,25 +181,24 @@ def _hallucination_level1(scene, rng) -> list[dict]:
 # %% ../../nbs/03d_world_questions.ipynb #40505157
 def _hallucination_chart(scene, rng) -> list[dict]:
     "Levels 2 and 3 for a bar chart: is there a bar with this value; is this bar directly right of that one."
-    out = []
     b = rng.choice(scene.bars)
     absent = [v for v in range(1, 10) if v not in {x.value for x in scene.bars}]
-    out += [_qa(f"Is there a bar with the value {b.value}?", "yes", "hallucination", 2, "bar_value_yes"),
-            _qa(f"Is there a bar with the value {rng.choice(absent)}?", "no", "hallucination", 2, "bar_value_no")]
+    out = [_qa(f"Is there a bar with the value {b.value}?", "yes", "hallucination", 2, "bar_value_yes"),
+           _qa(f"Is there a bar with the value {rng.choice(absent)}?", "no", "hallucination", 2, "bar_value_no")]
     i = rng.randrange(len(scene.bars) - 1)
     l, r = scene.bars[i], scene.bars[i + 1]
     out.append(_qa(f"Is there {_a(r.color)} bar directly to the right of the {l.color} bar?", "yes", "hallucination", 3, "bar_neighbour_yes",
                    f"The bar directly to the right of the {l.color} bar is the {r.color} bar."))
-    other = rng.choice([x for x in COLORS if x != r.color])
+    other = rng.choice([x for x in COLORS if x != r.color])      # the colour asked about when bar j is the rightmost
     j = rng.randrange(len(scene.bars))
-    nb = scene.bars[j + 1] if j + 1 < len(scene.bars) else None
-    if nb is None:
-        out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
-                       "bar_neighbour_no", f"The {scene.bars[j].color} bar is the rightmost bar, so no bar is to its right."))
-    else:
-        other = rng.choice([x for x in COLORS if x != nb.color])
-        out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {scene.bars[j].color} bar?", "no", "hallucination", 3,
-                       "bar_neighbour_no", f"The bar directly to the right of the {scene.bars[j].color} bar is the {nb.color} bar."))
+    left = scene.bars[j]
+    if j + 1 < len(scene.bars):
+        right = scene.bars[j + 1]
+        other = rng.choice([x for x in COLORS if x != right.color])
+        why = f"The bar directly to the right of the {left.color} bar is the {right.color} bar."
+    else: why = f"The {left.color} bar is the rightmost bar, so no bar is to its right."
+    out.append(_qa(f"Is there {_a(other)} bar directly to the right of the {left.color} bar?", "no", "hallucination", 3,
+                   "bar_neighbour_no", why))
     return out
 
 # %% ../../nbs/03d_world_questions.ipynb #fed5c841
