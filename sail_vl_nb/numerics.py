@@ -53,13 +53,15 @@ def check_reordered(a, b, n: int, what: str = "values", scale: float | None = No
     return {"diff": d, "tol": tol, "rel": d / s if s else 0.0}
 
 # %% ../nbs/00b_numerics.ipynb #d1d08d10
-def step_tol(lrs, n: int, grad_max: float, adam_eps: float | None = None, c: float = C_REORDER) -> float:
+def step_tol(lrs, n: int, grad_max: float, adam_eps: float | None = None, weight_max: float = 0.0,
+             c: float = C_REORDER) -> float:
     """Largest weight difference after optimiser steps at learning rates `lrs` between two runs whose gradients differ
     by rounding only (sums of `n` terms, largest entry `grad_max`): SGD (`adam_eps=None`) `Σ lr·c·√n·ε·grad_max`; AdamW
-    `2·Σ lr·c·√n·ε·grad_max / adam_eps`, only when `adam_eps >= grad_max` (below it AdamW amplifies rounding: raises)."""
-    dg = reorder_tol(n, c) * grad_max
-    if adam_eps is None: return sum(lrs) * dg
+    `2·Σ lr·c·√n·ε·grad_max / adam_eps`, only when `adam_eps >= grad_max` (below it AdamW amplifies rounding: raises).
+    Plus one rounding of each updated weight per step, `steps·ε·weight_max` (`weight_max`: the largest `|w|`)."""
+    dg, own = reorder_tol(n, c) * grad_max, len(lrs) * EPS32 * weight_max
+    if adam_eps is None: return sum(lrs) * dg + own
     if adam_eps < grad_max:
         raise ValueError(f"AdamW with eps={adam_eps:g} below the largest gradient entry {grad_max:.3g} turns rounding-level "
                          "gradient entries into steps of order lr: compare losses, or give eps >= the gradients")
-    return 2 * sum(lrs) * dg / adam_eps
+    return 2 * sum(lrs) * dg / adam_eps + own

@@ -8,7 +8,7 @@ import torch
 from sail_vl_nb.config import get_config
 from sail_vl_nb.data import EncodedDataset, caption_samples, vqa_samples
 from sail_vl_nb.model import SailVLForConditionalGeneration
-from sail_vl_nb.numerics import check_reordered, max_diff, step_tol
+from sail_vl_nb.numerics import check_reordered, magnitude, max_diff, step_tol
 from sail_vl_nb.text import SailVLProcessor, default_tokenizer
 from sail_vl_nb.train import MODULES, Stage, builtin_stages, load_stage, train_stage
 from sail_vl_nb.world import make_world
@@ -113,10 +113,10 @@ def run_torchrun(out, nproc, batch_size, pack):
     return [torch.load(out / f"params-rank{i}.pt") for i in range(nproc)]
 
 
-def split_tol(stage: dict, n: int) -> float:
+def split_tol(stage: dict, n: int, weight_max: float) -> float:
     "step_tol of a dist script's stage: AdamW with eps >= grad_clip >= every (clipped) gradient entry, at most lr per step."
     assert stage["eps"] >= stage["grad_clip"], "AdamW would amplify rounding: the weights could not be compared"
-    return step_tol([stage["lr"]] * stage["max_steps"], n, stage["grad_clip"], adam_eps=stage["eps"])
+    return step_tol([stage["lr"]] * stage["max_steps"], n, stage["grad_clip"], adam_eps=stage["eps"], weight_max=weight_max)
 
 
 @pytest.mark.numeric
@@ -130,7 +130,7 @@ def test_two_processes_equal_one(tmp_path, pack):
         assert torch.equal(v, two[1]["state"][k]), f"ranks differ at {k}"
     n = 8 * 128                                                # tokens of a global batch (max_length 128)
     check_reordered(two[0]["losses"], one[0]["losses"], n, "losses")
-    diff, tol = max_diff(two[0]["state"], one[0]["state"]), split_tol(one[0]["stage"], n)
+    diff, tol = max_diff(two[0]["state"], one[0]["state"]), split_tol(one[0]["stage"], n, magnitude(one[0]["state"]))
     assert diff <= tol, (diff, tol)
     assert max_diff(one[0]["state"], fresh().state_dict()) > 100 * tol   # training moved the weights far beyond it
 
@@ -152,7 +152,8 @@ def test_fsdp2_equals_one_process(tmp_path):
     assert fsdp["world"] == 2 and fsdp["wrap_units"] == 5
     n, st = 8 * 128, plain["stage"]                            # tokens of a global batch
     check_reordered(fsdp["losses"], plain["losses"], n, "losses")
-    tol = step_tol([st["lr"]] * st["max_steps"], n, max(fsdp["grad_max"], plain["grad_max"]), adam_eps=st["eps"])
+    tol = step_tol([st["lr"]] * st["max_steps"], n, max(fsdp["grad_max"], plain["grad_max"]), adam_eps=st["eps"],
+                   weight_max=magnitude(plain["state"]))
     assert max_diff(fsdp["state"], plain["state"]) <= tol
     assert max_diff(plain["state"], fresh().state_dict()) > 100 * tol
 
