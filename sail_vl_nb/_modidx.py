@@ -316,6 +316,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'sail_vl_nb.demo.final_scores': ('demo.html#final_scores', 'sail_vl_nb/demo.py'),
                                  'sail_vl_nb.demo.gain_figure': ('demo.html#gain_figure', 'sail_vl_nb/demo.py'),
                                  'sail_vl_nb.demo.prior_scores': ('demo.html#prior_scores', 'sail_vl_nb/demo.py'),
+                                 'sail_vl_nb.demo.reproduce_text': ('demo.html#reproduce_text', 'sail_vl_nb/demo.py'),
                                  'sail_vl_nb.demo.run_demo': ('demo.html#run_demo', 'sail_vl_nb/demo.py'),
                                  'sail_vl_nb.demo.samples_figure': ('demo.html#samples_figure', 'sail_vl_nb/demo.py'),
                                  'sail_vl_nb.demo.scaling_figure': ('demo.html#scaling_figure', 'sail_vl_nb/demo.py'),

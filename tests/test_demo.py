@@ -40,3 +40,27 @@ def test_demo_quick_end_to_end(tmp_path):
     # a second run into the same folder is refused (rc 2, one line); --force replaces it
     again = subprocess.run(_cli() + ["demo", "--quick", "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    # same machine, same versions: a second run gives every number again, bit for bit (only times and the date differ)
+    forced = subprocess.run(_cli() + ["demo", "--quick", "--out", str(out), "--force"], capture_output=True, text=True, env=env, timeout=600)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert _numbers(json.loads((out / "results.json").read_text())) == _numbers(res)
+
+
+TIMES = {"date", "command", "train_s", "eval_s", "wall_s"}
+
+
+def _numbers(x):
+    "results.json without what a rerun may change (the date, the command line, wall times), as JSON text (NaN == NaN)."
+    def strip(v):
+        if isinstance(v, dict): return {k: strip(w) for k, w in v.items() if k not in TIMES and not k.endswith("seconds")}
+        return [strip(w) for w in v] if isinstance(v, list) else v
+    return json.dumps(strip(x), sort_keys=True)
+
+
+def test_quoted_band_is_the_measured_one():
+    "The band the report quotes (demo.REPRO_BAND) is the one benchmarks/repro_band.py measured and committed."
+    from sail_vl_nb.demo import REPRO_BAND, reproduce_text
+    band = json.loads((Path(__file__).parent.parent / "data_samples" / "repro" / "band.json").read_text())["band"]
+    for k, name in (("overall", "final real overall"), ("gain", "final gain overall")):
+        assert tuple(REPRO_BAND[k]) == (band[name]["min"], band[name]["max"]), k
+    assert "bit for bit" in reproduce_text() and f"{REPRO_BAND['overall'][0]:.3f}" in reproduce_text()
