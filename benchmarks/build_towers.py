@@ -33,7 +33,8 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
     from transformers import InternVLVisionModel
     from sail_vl_nb.config import get_config
     from sail_vl_nb.evaluate import blind_answerer, constant_answerer, make_benchmark, run_benchmarks
-    from sail_vl_nb.towers import alignment_samples, build_model, probe_accuracies, probe_set, reading_accuracy
+    from sail_vl_nb.towers import (alignment_samples, binding_accuracies, binding_probe_set, build_model, probe_accuracies,
+                                   probe_set, reading_accuracy)
     meta_path = root / "meta.json"
     meta = json.loads(meta_path.read_text())
     if probe:
@@ -46,10 +47,12 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
         pre = model.vision_model
         meta["probe"] = {f"{who}/{pool}": probe_accuracies(vm, probes, pool)
                          for who, vm in (("pretrained", pre), ("random", rand)) for pool in ("mean", "tokens")}
+        bprobes = binding_probe_set(600, image_size=cfg.tile_size, seed=0)
+        meta["binding"] = {who: binding_accuracies(vm, bprobes) for who, vm in (("pretrained", pre), ("random", rand))}
         bench = make_benchmark(100, image_size=cfg.tile_size)
         lm = model.language_model
         meta["reading"] = {"caption": reading_accuracy(lm, scale, bench), "no_caption": reading_accuracy(lm, scale, bench, blind=True)}
-        print(json.dumps({"probe": meta["probe"], "reading": meta["reading"]}, indent=1), f"({time.perf_counter() - t0:.0f} s)")
+        print(json.dumps({"probe": meta["probe"], "binding": meta["binding"], "reading": meta["reading"]}, indent=1), f"({time.perf_counter() - t0:.0f} s)")
         meta_path.write_text(json.dumps(meta, indent=1))
     if align:
         t0 = time.perf_counter()

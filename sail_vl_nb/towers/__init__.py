@@ -6,9 +6,10 @@
 __all__ = ['towers_dir', 'pretrained_towers', 'build_model', 'processor_for', 'get_processor', 'TWIN_CHANGES', 'VisionRecipe',
            'LMRecipe', 'RECIPES', 'pixels_u8', 'normalize_pixels', 'vision_features', 'twin', 'contrastive_scenes',
            'BagOfWords', 'SigLIPPretrainer', 'CELL_CLASSES', 'DENSE_TEXTS', 'MAX_BARS', 'dense_targets', 'DenseHeads',
-           'pretrain_vision', 'PROBES', 'probe_set', 'linear_probe', 'probe_accuracies', 'template_sentences',
-           'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'pretrain_lm', 'reading_accuracy', 'SHIP_DTYPE',
-           'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
+           'pretrain_vision', 'PROBES', 'probe_set', 'linear_probe', 'probe_accuracies', 'BINDING', 'binding_probe_set',
+           'binding_accuracies', 'template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus',
+           'pretrain_lm', 'reading_accuracy', 'packed_batches', 'caption_visibility', 'reading_document', 'pad_rows',
+           'stream_batches', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
 
 # %% ../../nbs/09_towers.ipynb #f0e255fc
 from .build import towers_dir, pretrained_towers, build_model, processor_for, get_processor
@@ -17,8 +18,10 @@ from .vision import pixels_u8, normalize_pixels, vision_features, twin, contrast
 from .vision import BagOfWords, SigLIPPretrainer, CELL_CLASSES, DENSE_TEXTS, MAX_BARS
 from .vision import dense_targets, DenseHeads, pretrain_vision
 from .probes import PROBES, probe_set, linear_probe, probe_accuracies
+from .probes import BINDING, binding_probe_set, binding_accuracies
 from .lm import template_sentences, lm_documents, pack_documents, perplexity, lm_corpus
-from .lm import pretrain_lm, reading_accuracy
+from .lm import pretrain_lm, reading_accuracy, packed_batches, caption_visibility
+from .lm import reading_document, pad_rows, stream_batches
 from .shipping import SHIP_DTYPE, save_towers, build_towers
 from .alignment import alignment_samples, alignment_run
 
@@ -26,6 +29,8 @@ from .alignment import alignment_samples, alignment_run
 _all_ = ['towers_dir', 'pretrained_towers', 'build_model', 'processor_for', 'get_processor', 'TWIN_CHANGES',
          'VisionRecipe', 'LMRecipe', 'RECIPES', 'pixels_u8', 'normalize_pixels', 'vision_features', 'twin',
          'contrastive_scenes', 'BagOfWords', 'SigLIPPretrainer', 'CELL_CLASSES', 'DENSE_TEXTS', 'MAX_BARS',
-         'dense_targets', 'DenseHeads', 'pretrain_vision', 'PROBES', 'probe_set', 'linear_probe', 'probe_accuracies',
+         'dense_targets', 'DenseHeads', 'pretrain_vision', 'PROBES', 'probe_set', 'linear_probe', 'probe_accuracies', 'BINDING',
+         'binding_probe_set', 'binding_accuracies',
          'template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'pretrain_lm',
-         'reading_accuracy', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
+         'reading_accuracy', 'packed_batches', 'caption_visibility', 'reading_document', 'pad_rows',
+         'stream_batches', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']

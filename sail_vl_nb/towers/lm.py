@@ -20,7 +20,8 @@ from ..train import lr_lambda, param_groups
 from .build import processor_for
 
 # %% auto #0
-__all__ = ['template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'pretrain_lm', 'reading_accuracy']
+__all__ = ['template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'packed_batches', 'pretrain_lm',
+           'reading_accuracy', 'caption_visibility', 'reading_document', 'pad_rows', 'stream_batches']
 
 # %% ../../nbs/09e_towers_lm.ipynb #eec235ea
 def template_sentences(rng, k: int = 6) -> str:
@@ -119,39 +120,72 @@ def lm_corpus(scale: str = "tiny", recipe: LMRecipe | None = None, processor=Non
     n_hold = max(1, int(len(docs) * recipe.holdout))
     return {"train": pack_documents(docs[n_hold:], recipe.block), "held_out": pack_documents(docs[:n_hold], recipe.block)}
 
+def packed_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+    "Endless batches of packed rows, a fresh permutation per epoch: (input_ids, labels, None)."
+    g = torch.Generator().manual_seed(seed)
+    perm, pos = torch.randperm(len(x), generator=g), 0
+    while True:
+        if pos + batch_size > len(x): perm, pos = torch.randperm(len(x), generator=g), 0
+        b = perm[pos:pos + batch_size]; pos += batch_size
+        yield x[b], y[b], None
+
+def _rows(recipe: LMRecipe, scale: str, proc) -> tuple:
+    "The recipe's training batches and held-out (ids, labels): packed documents, or the reading stream (see below)."
+    if recipe.rows == "packed":
+        corpus = lm_corpus(scale, recipe, proc)
+        (x, y), held = corpus["train"], corpus["held_out"]
+        return packed_batches(x, y, recipe.batch_size, recipe.seed), held, int(x.numel())
+    if recipe.rows == "stream":
+        rng = random.Random(f"lm-held:{recipe.seed}")
+        docs = [reading_document(rng, proc, recipe.n_rounds, recipe.p_simple, 0.0, recipe.max_len) for _ in range(64)]
+        return stream_batches(proc, recipe), pad_rows(docs, proc.pad_id)[:2], None
+    raise ValueError(f"recipe.rows must be 'packed' or 'stream', got {recipe.rows!r}")
+
+
+# %% ../../nbs/09e_towers_lm.ipynb #07862717
 def pretrain_lm(scale: str = "tiny", recipe: LMRecipe | None = None, tokenizer=None, log_every: int = 100,
-                progress: bool = True) -> tuple[dict, dict]:
-    """Causal-LM pretraining of `scale`'s Qwen2 tower on world text. Deterministic on one machine for a given recipe.
-    Returns (LM state dict, info with held-out perplexity before/after, loss history and timings)."""
+                progress: bool = True, text_config: dict | None = None, on_eval=None) -> tuple[dict, dict]:
+    """Causal-LM pretraining of `scale`'s Qwen2 tower on world text (`text_config`: size overrides). Deterministic on
+    one machine for a given recipe. With `recipe.eval_every`, reading accuracy (caption and empty slot) is measured
+    every so many steps into `info["reading_curve"]`; `on_eval(row)` sees each row as it comes.
+    Returns (LM state dict, info with held-out perplexity before/after, loss history, reading curve and timings)."""
     recipe = recipe or RECIPES[scale]["lm"]
-    cfg = get_config(scale)
+    cfg = get_config(scale, text_config=text_config or {})
     proc = SailVLProcessor.from_config(cfg, tokenizer or default_tokenizer(scale, shipped=False))
     t0 = time.perf_counter()
-    corpus = lm_corpus(scale, recipe, proc)
-    (x, y), (hx, hy) = corpus["train"], corpus["held_out"]
+    batches, (hx, hy), train_tokens = _rows(recipe, scale, proc)
     t_data = time.perf_counter() - t0
     torch.manual_seed(recipe.seed)
     lm = Qwen2ForCausalLM(cfg.text_config)
     ppl0 = perplexity(lm, hx, hy)
     opt = torch.optim.AdamW(param_groups(lm, recipe.lr, recipe.weight_decay), lr=recipe.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("ramped_cosine", recipe.steps, recipe.warmup_ratio))
-    g = torch.Generator().manual_seed(recipe.seed)
-    perm, pos, history = torch.randperm(len(x), generator=g), 0, []
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.schedule, recipe.steps, recipe.warmup_ratio))
+    bench = None
+    if recipe.eval_every:
+        from sail_vl_nb.evaluate import make_benchmark
+        bench = make_benchmark(recipe.eval_items, seed=recipe.eval_seed, image_size=cfg.tile_size)
+    history, curve, seen = [], [], 0
     lm.train()
     for step in range(recipe.steps):
-        if pos + recipe.batch_size > len(x): perm, pos = torch.randperm(len(x), generator=g), 0
-        b = perm[pos:pos + recipe.batch_size]; pos += recipe.batch_size
-        loss = lm(input_ids=x[b], labels=y[b]).loss
+        ids, labels, att = next(batches)
+        seen += int(att.sum()) if att is not None else ids.numel()
+        loss = lm(input_ids=ids, attention_mask=att, labels=labels).loss
         loss.backward()
         if recipe.grad_clip: nn.utils.clip_grad_norm_(lm.parameters(), recipe.grad_clip)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
         if step % log_every == 0 or step == recipe.steps - 1:
             history.append({"step": step + 1, "loss": round(loss.item(), 4), "elapsed_s": round(time.perf_counter() - t0, 1)})
             if progress: print(f"lm {history[-1]}", flush=True)
+        if bench is not None and ((step + 1) % recipe.eval_every == 0 or step == recipe.steps - 1):
+            row = {"step": step + 1, "tokens": seen, "loss": history[-1]["loss"], **reading_accuracy(lm, scale, bench),
+                   "blank": reading_accuracy(lm, scale, bench, blind=True)["overall"], "elapsed_s": round(time.perf_counter() - t0, 1)}
+            curve.append(row)
+            if on_eval: on_eval(row)
     info = {"held_out_ppl": round(perplexity(lm, hx, hy), 4), "init_ppl": round(ppl0, 2), "history": history,
-            "train_tokens": int(x.numel()), "held_out_tokens": int((hy[:, 1:] != -100).sum()),
-            "epochs": round(recipe.steps * recipe.batch_size / len(x), 2), "data_s": round(t_data, 1),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "reading_curve": curve, "train_tokens": train_tokens if train_tokens is not None else seen, "tokens_seen": seen,
+            "held_out_tokens": int((hy[:, 1:] != -100).sum()),
+            "epochs": round(recipe.steps * recipe.batch_size * recipe.block / train_tokens, 2) if train_tokens else None,
+            "data_s": round(t_data, 1), "seconds": round(time.perf_counter() - t0, 1)}
     return {k: v.detach().clone() for k, v in lm.state_dict().items()}, info
 
 # %% ../../nbs/09e_towers_lm.ipynb #682602e4
@@ -182,3 +216,52 @@ def reading_accuracy(lm, scale: str, bench, blind: bool = False, batch_size: int
     lm.train(was)
     r = score_predictions(preds, bench)
     return {c: round(r[c], 4) for c in ("general", "ocr", "math", "hallucination", "overall")}
+
+# %% ../../nbs/09e_towers_lm.ipynb #88b81bc6
+def caption_visibility(docs: list, block: int, processor) -> float:
+    """Share of the learned tokens of reading documents (a caption in the image slot) whose document starts inside
+    the same packed row of `block` tokens — the only answers a causal LM can read off their caption."""
+    end, start, seen, n = processor.ids["img_end"], 0, 0, 0
+    for ids, labels in docs:
+        if end in ids:
+            for k, lab in enumerate(labels):
+                if lab != -100: n += 1; seen += (start // block == (start + k) // block)
+        start += len(ids)
+    if n == 0: raise ValueError("no learned token in a reading document")
+    return seen / n
+
+# %% ../../nbs/09e_towers_lm.ipynb #0f3e05ba
+def reading_document(rng, processor: SailVLProcessor, n_rounds: int = 2, p_simple: float = 0.3, p_describe: float = 0.2,
+                     max_len: int = 512) -> tuple[list, list]:
+    """One reading document of a fresh scene as (input_ids, labels), at most `max_len` tokens: the reference caption in
+    the image slot, then the questions of `n_rounds` draws of the question bank (labels on the answers only); with
+    probability `p_describe` a "describe the image" turn answered by a re-worded caption is put among them."""
+    I, enc, turn = processor.ids, processor.text_ids, processor.chatml_turn
+    scene = sample_scene(rng, max_objects=2) if rng.random() < p_simple else sample_scene(rng)
+    cap = reference_caption(scene, rng)
+    qa = [q for _ in range(n_rounds) for q in make_questions(scene, rng)]
+    rng.shuffle(qa)
+    turns = [(x["question"], x["answer"]) for x in qa]
+    if rng.random() < p_describe: turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, reference_caption(scene, rng)))
+    ids, labels = [], []
+    for j, (q, a) in enumerate(turns):
+        body = [I["img_start"]] + enc(cap) + [I["img_end"]] + enc("\n" + q) if j == 0 else enc(q)
+        for role, b, learn in (("user", body, False), ("assistant", enc(a), True)):
+            x, y = turn(role, b, learn); ids += x; labels += y
+    return ids[:max_len], labels[:max_len]
+
+def pad_rows(docs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Documents as right-padded rows: (input_ids, labels with -100 on padding, attention mask), each (len(docs), longest)."
+    L = max(len(d[0]) for d in docs)
+    ids = torch.full((len(docs), L), pad_id); labels = torch.full((len(docs), L), -100)
+    att = torch.zeros((len(docs), L), dtype=torch.long)
+    for k, (i, y) in enumerate(docs):
+        ids[k, :len(i)] = torch.tensor(i); labels[k, :len(y)] = torch.tensor(y); att[k, :len(i)] = 1
+    return ids, labels, att
+
+def stream_batches(processor: SailVLProcessor, recipe: LMRecipe, split: str = "reading"):
+    "Endless batches of `recipe.batch_size` fresh reading documents, one per row: (input_ids, labels, attention)."
+    rng = random.Random(f"{split}:{recipe.seed}")
+    while True:
+        yield pad_rows([reading_document(rng, processor, recipe.n_rounds, recipe.p_simple, recipe.p_describe, recipe.max_len)
+                        for _ in range(recipe.batch_size)], processor.pad_id)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 import torch
 import torch.nn.functional as F
-from ..world import COLORS, SHAPES, render_scene, sample_scene
+from ..world import COLORS, SHAPES, SIZES, render_scene, sample_scene
 from .vision import normalize_pixels, pixels_u8, vision_features
 
 # %% auto #0
-__all__ = ['PROBES', 'probe_set', 'linear_probe', 'probe_accuracies']
+__all__ = ['PROBES', 'BINDING', 'probe_set', 'linear_probe', 'probe_accuracies', 'binding_probe_set', 'binding_accuracies']
 
 # %% ../../nbs/09d_towers_probes.ipynb #33fe889a
 PROBES = ("colour", "shape", "position", "count")
@@ -51,4 +51,29 @@ def probe_accuracies(vision_model, probes: dict, pool: str = "mean", train_frac:
         f, y = feats["multi" if name == "count" else "single"], probes["labels"][name]
         n = int(len(y) * train_frac)
         out[name] = round(linear_probe(f[:n], y[:n], f[n:], y[n:]), 3)
+    return out
+
+# %% ../../nbs/09d_towers_probes.ipynb #cfe26447
+BINDING = ("colour", "shape", "size", "count")
+
+def binding_probe_set(n: int = 600, image_size: int = 64, seed: int = 0) -> dict:
+    """`n` scenes of 1–6 shapes (the `binding` stream): normalised `pixels`, and for every occupied cell its scene
+    index `scene`, cell index `cell` (row-major) and `colour` / `shape` / `size` labels; `count` per scene."""
+    scenes = [sample_scene(random.Random(f"binding:{seed}:{i}"), kind="shapes") for i in range(n)]
+    rows = [(i, 3 * o.row + o.col, list(COLORS).index(o.color), SHAPES.index(o.shape), SIZES.index(o.size))
+            for i, s in enumerate(scenes) for o in s.objects]
+    cols = {k: torch.tensor([r[j] for r in rows]) for j, k in enumerate(("scene", "cell", "colour", "shape", "size"))}
+    return {"pixels": normalize_pixels(pixels_u8([render_scene(s, image_size) for s in scenes])),
+            "count": torch.tensor([len(s.objects) - 1 for s in scenes]), **cols}
+
+def binding_accuracies(vision_model, probes: dict, train_frac: float = 2 / 3) -> dict:
+    "Per-cell linear-probe test accuracy (colour, shape, size of each cell's own object) and the all-token count probe."
+    tok = vision_features(vision_model, probes["pixels"], "tokens")
+    n, d = len(tok), vision_model.config.hidden_size
+    g = int(round((tok.shape[1] // d) ** 0.5))
+    cells = F.adaptive_avg_pool2d(tok.view(n, g, g, d).permute(0, 3, 1, 2), 3).flatten(2).transpose(1, 2)   # (n, 9, d)
+    x = cells[probes["scene"], probes["cell"]]
+    cut = int(n * train_frac); tr, te = probes["scene"] < cut, probes["scene"] >= cut
+    out = {k: round(linear_probe(x[tr], probes[k][tr], x[te], probes[k][te]), 3) for k in ("colour", "shape", "size")}
+    out["count"] = round(linear_probe(tok[:cut], probes["count"][:cut], tok[cut:], probes["count"][cut:]), 3)
     return out

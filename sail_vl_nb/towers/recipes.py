@@ -49,6 +49,13 @@ class LMRecipe:
     holdout: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
+    rows: str = "packed"                # "packed": documents cut into rows of `block`; "stream": one fresh reading document per row
+    schedule: str = "ramped_cosine"     # any of `train.SCHEDULES` ("constant": every step a fair budget to stop at)
+    n_rounds: int = 2                   # stream: question draws per document (8-11 questions a draw)
+    max_len: int = 512                  # stream: longest row, in tokens
+    eval_every: int = 0                 # > 0: reading accuracy every `eval_every` steps (the reading curve)
+    eval_items: int = 100               # questions per category for that curve
+    eval_seed: int = 7                  # its benchmark seed (the tuning seed; 0 is the standard benchmark)
 
 # Sized so that `build_towers.py --scale all` rebuilds both scales in ≤ 15 min on 2 cores (one core per tower).
 # tiny: SigLIP + dense heads; small: SigLIP only until its dense recipe is rebuilt and measured (`09f_towers_shipping`).
