@@ -85,10 +85,10 @@ def one_run(name: str) -> str:
 
     t0 = time.perf_counter()
     record(name, status="running")
-    _, info = pretrain_lm("tiny", recipe, default_tokenizer("tiny"), progress=False, text_config=text_config, on_eval=append)
+    state, info = pretrain_lm("tiny", recipe, default_tokenizer("tiny"), progress=False, text_config=text_config, on_eval=append)
     from safetensors.torch import save_file
     Path("runs/reading").mkdir(parents=True, exist_ok=True)
-    save_file(_, f"runs/reading/{name}.safetensors")          # the weights stay out of the repository
+    save_file(state, f"runs/reading/{name}.safetensors")          # the weights stay out of the repository
     record(name, status="finished", held_out_ppl=info["held_out_ppl"], tokens_seen=info["tokens_seen"],
            seconds=round(time.perf_counter() - t0, 1))
     return f"{name}: {info['seconds']:.0f} s"
