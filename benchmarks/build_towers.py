@@ -3,6 +3,8 @@
     python benchmarks/build_towers.py --scale tiny                 # pretrain both towers, write them into the package
     python benchmarks/build_towers.py --scale tiny --out DIR --check   # rebuild into DIR, compare digests with the shipped files
     python benchmarks/build_towers.py --scale tiny --probe --align # (re)measure probes and the alignment comparison only
+    python benchmarks/build_towers.py --scale tiny --resume        # keep each training's state in runs/build/; a killed
+                                                                   # build started again goes on where it stopped
 
 Deterministic on one machine: fixed seeds, one thread per process, a fixed data order (two builds give identical
 files). Not promised bit-identical across machines or torch versions. The build runs the vision and the language
@@ -47,7 +49,7 @@ def measure(scale: str, root: Path, probe: bool, align: bool, steps: int, lr: fl
         pre = model.vision_model
         meta["probe"] = {f"{who}/{pool}": probe_accuracies(vm, probes, pool)
                          for who, vm in (("pretrained", pre), ("random", rand)) for pool in ("mean", "tokens")}
-        bprobes = binding_probe_set(600, image_size=cfg.tile_size, seed=0)
+        bprobes = binding_probe_set(1800, image_size=cfg.tile_size, seed=0)
         meta["binding"] = {who: binding_accuracies(vm, bprobes) for who, vm in (("pretrained", pre), ("random", rand))}
         bench = make_benchmark(100, image_size=cfg.tile_size)
         lm = model.language_model
@@ -93,6 +95,7 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="folder to write to (default: the package's assets/towers/{scale})")
     p.add_argument("--check", action="store_true", help="after building, compare SHA-256 digests with the shipped files")
     p.add_argument("--serial", action="store_true", help="one process instead of two")
+    p.add_argument("--resume", action="store_true", help="checkpoint the trainings in runs/build/ and go on from there")
     p.add_argument("--probe", action="store_true", help="measure linear probes and LM reading (stored in meta.json)")
     p.add_argument("--align", action="store_true", help="measure the alignment comparison (alignment.json)")
     p.add_argument("--align-steps", type=int, default=2000)
@@ -104,7 +107,8 @@ def main(argv=None):
     roots = {s: Path(a.out) / s if a.out and len(scales) > 1 else Path(a.out) if a.out else towers_dir(s) for s in scales}
     if not (a.probe or a.align) or a.check:
         t0 = time.perf_counter()
-        metas = build_towers(scales, Path(a.out) if a.out and len(scales) > 1 else a.out, parallel=not a.serial)
+        metas = build_towers(scales, Path(a.out) if a.out and len(scales) > 1 else a.out, parallel=not a.serial,
+                             checkpoint_dir=Path("runs/build") if a.resume else None)
         print(f"built {' + '.join(scales)} in {time.perf_counter() - t0:.0f} s on {os.cpu_count()} cores", flush=True)
         for s, meta in metas.items():
             print(f"{s}: -> {roots[s]}  {meta['bytes']}  held-out perplexity {meta['lm']['held_out_ppl']}  "

@@ -92,3 +92,47 @@ def test_lm_held_out_perplexity(scale):
     ppl = perplexity(build_model(scale).language_model, hx, hy)
     ppl_random = perplexity(build_model(scale, pretrained=False).language_model, hx, hy)
     assert ppl < 4 and ppl_random > 100, (ppl, ppl_random)
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("rows", ["stream", "packed"])
+def test_pretrain_lm_resumes_bit_for_bit(tmp_path, rows):
+    "A run stopped after step 2 and restarted from its checkpoint ends with the uninterrupted run's weights."
+    from dataclasses import replace
+    from sail_vl_nb.towers.lm import pretrain_lm
+    recipe = LMRecipe(steps=4, batch_size=2, rows=rows, schedule="constant", max_len=96, block=64, n_scenes=40)
+    tok = default_tokenizer("tiny")
+    straight, s_info = pretrain_lm("tiny", recipe, tok, progress=False)
+    ck = tmp_path / "lm.pt"
+    half, info = pretrain_lm("tiny", recipe, tok, progress=False, checkpoint=ck, save_every=2, until=2)
+    assert info["steps_done"] == 2 and ck.exists()
+    resumed, info = pretrain_lm("tiny", recipe, tok, progress=False, checkpoint=ck)
+    assert info["steps_done"] == 4 and len(info["history"]) == len(s_info["history"]) and info["history"] == [h | {"elapsed_s": r["elapsed_s"]} for h, r in zip(s_info["history"], info["history"])]
+    assert not all(torch.equal(half[k], resumed[k]) for k in half)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    with pytest.raises(ValueError, match="another run"):
+        pretrain_lm("tiny", replace(recipe, lr=recipe.lr / 2), tok, progress=False, checkpoint=ck)
+
+
+def test_reading_stream_levers():
+    "Minimal pairs ask shared questions with different answers; dedup asks each question once; the copy turn repeats the caption."
+    import random, re
+    from sail_vl_nb.towers.lm import reading_document, stream_batches, twin_documents
+    proc = processor_for("tiny")
+    turn = re.compile(r"<\|im_start\|>user\n(?:<img>(.*?)</img>\n)?(.*?)<\|im_end\|>\n<\|im_start\|>assistant\n(.*?)<\|im_end\|>", re.S)
+    turns = lambda ids: turn.findall(proc.tokenizer.decode(ids))
+    rng, n_pairs = random.Random(0), []
+    for _ in range(30):
+        a, b = (dict((q, ans) for _, q, ans in turns(d[0])) for d in twin_documents(rng, proc))
+        n_pairs.append(sum(a[q] != b[q] for q in a.keys() & b.keys()))
+    assert sum(n_pairs) / len(n_pairs) >= 1 and max(n_pairs) >= 2
+    rng = random.Random(1)
+    for _ in range(30):
+        qs = [q for _, q, _ in turns(reading_document(rng, proc, max_len=10**6, dedup=True)[0])]
+        assert len(qs) == len(set(qs))
+    ids, labels = reading_document(random.Random(2), proc, p_copy=1.0)
+    (cap, q, ans), *_ = turns(ids)
+    assert ans == cap and len(cap) > 20
+    assert proc.tokenizer.decode([t for t in labels if t != -100]).startswith(cap)
+    x, y, att = next(stream_batches(proc, LMRecipe(batch_size=6, rows="stream", p_twin=1.0)))
+    assert x.shape[0] == 6 and bool((y[att == 0] == -100).all())

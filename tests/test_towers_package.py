@@ -14,7 +14,7 @@ OLD_ALL = ['TWIN_CHANGES', 'CELL_CLASSES', 'DENSE_TEXTS', 'MAX_BARS', 'RECIPES',
            'template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'pretrain_lm',
            'reading_accuracy', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
 NEW = ['get_processor', 'BINDING', 'binding_probe_set', 'binding_accuracies', 'packed_batches', 'caption_visibility',
-       'reading_document', 'pad_rows', 'stream_batches']
+       'reading_document', 'pad_rows', 'stream_batches', 'twin_documents']
 
 
 def test_old_names_are_reexported():

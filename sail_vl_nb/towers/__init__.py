@@ -9,7 +9,8 @@ __all__ = ['towers_dir', 'pretrained_towers', 'build_model', 'processor_for', 'g
            'pretrain_vision', 'PROBES', 'probe_set', 'linear_probe', 'probe_accuracies', 'BINDING', 'binding_probe_set',
            'binding_accuracies', 'template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus',
            'pretrain_lm', 'reading_accuracy', 'packed_batches', 'caption_visibility', 'reading_document', 'pad_rows',
-           'stream_batches', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
+           'stream_batches', 'twin_documents', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples',
+           'alignment_run']
 
 # %% ../../nbs/09_towers.ipynb #f0e255fc
 from .build import towers_dir, pretrained_towers, build_model, processor_for, get_processor
@@ -21,7 +22,7 @@ from .probes import PROBES, probe_set, linear_probe, probe_accuracies
 from .probes import BINDING, binding_probe_set, binding_accuracies
 from .lm import template_sentences, lm_documents, pack_documents, perplexity, lm_corpus
 from .lm import pretrain_lm, reading_accuracy, packed_batches, caption_visibility
-from .lm import reading_document, pad_rows, stream_batches
+from .lm import reading_document, pad_rows, stream_batches, twin_documents
 from .shipping import SHIP_DTYPE, save_towers, build_towers
 from .alignment import alignment_samples, alignment_run
 
@@ -33,4 +34,4 @@ _all_ = ['towers_dir', 'pretrained_towers', 'build_model', 'processor_for', 'get
          'binding_probe_set', 'binding_accuracies',
          'template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'pretrain_lm',
          'reading_accuracy', 'packed_batches', 'caption_visibility', 'reading_document', 'pad_rows',
-         'stream_batches', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']
+         'stream_batches', 'twin_documents', 'SHIP_DTYPE', 'save_towers', 'build_towers', 'alignment_samples', 'alignment_run']

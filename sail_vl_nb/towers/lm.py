@@ -5,7 +5,9 @@ training, held-out perplexity, and the skill alignment needs: reading the contex
 
 # %% ../../nbs/09e_towers_lm.ipynb #911a7331
 from __future__ import annotations
-import math, random, time
+import math, os, random, time
+from dataclasses import asdict
+from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,10 +20,11 @@ from ..world import (COLORS, NUM_WORDS, SHAPES, SIDES, load_scene, make_question
 from .recipes import RECIPES, LMRecipe
 from ..train import lr_lambda, param_groups
 from .build import processor_for
+from .vision import twin
 
 # %% auto #0
 __all__ = ['template_sentences', 'lm_documents', 'pack_documents', 'perplexity', 'lm_corpus', 'packed_batches', 'pretrain_lm',
-           'reading_accuracy', 'caption_visibility', 'reading_document', 'pad_rows', 'stream_batches']
+           'reading_accuracy', 'caption_visibility', 'reading_document', 'pad_rows', 'twin_documents', 'stream_batches']
 
 # %% ../../nbs/09e_towers_lm.ipynb #eec235ea
 def template_sentences(rng, k: int = 6) -> str:
@@ -130,43 +133,81 @@ def packed_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int)
         yield x[b], y[b], None
 
 def _rows(recipe: LMRecipe, scale: str, proc) -> tuple:
-    "The recipe's training batches and held-out (ids, labels): packed documents, or the reading stream (see below)."
+    """The recipe's training batches, held-out (ids, labels), training tokens and the stream's RNG (None when packed):
+    packed documents, or the reading stream (see below)."""
     if recipe.rows == "packed":
         corpus = lm_corpus(scale, recipe, proc)
         (x, y), held = corpus["train"], corpus["held_out"]
-        return packed_batches(x, y, recipe.batch_size, recipe.seed), held, int(x.numel())
+        return packed_batches(x, y, recipe.batch_size, recipe.seed), held, int(x.numel()), None
     if recipe.rows == "stream":
         rng = random.Random(f"lm-held:{recipe.seed}")
         docs = [reading_document(rng, proc, recipe.n_rounds, recipe.p_simple, 0.0, recipe.max_len) for _ in range(64)]
-        return stream_batches(proc, recipe), pad_rows(docs, proc.pad_id)[:2], None
+        stream = random.Random(f"reading:{recipe.seed}")
+        return stream_batches(proc, recipe, rng=stream), pad_rows(docs, proc.pad_id)[:2], None, stream
     raise ValueError(f"recipe.rows must be 'packed' or 'stream', got {recipe.rows!r}")
+
+def _save_checkpoint(path, lm, opt, sched, stream, **state) -> None:
+    "Everything a run needs to go on bit for bit: weights, AdamW moments, schedule, the stream's RNG, counters, curve."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"lm": lm.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "stream": stream.getstate() if stream is not None else None, **state}, tmp)
+    os.replace(tmp, path)                         # a kill while writing leaves the previous checkpoint whole
+
+def _load_checkpoint(path, recipe: LMRecipe, text_config: dict, lm, opt, sched, stream, batches) -> dict:
+    "Restore a run saved by `_save_checkpoint` (same recipe and size, or a ValueError); return its counters."
+    ck = torch.load(path, weights_only=True)
+    defaults = asdict(LMRecipe())                   # a field added since the save counts as the same at its default
+    saved = ck["recipe"] | {k: defaults[k] for k in defaults.keys() - ck["recipe"].keys()}
+    if saved != asdict(recipe) or ck["text_config"] != text_config:
+        raise ValueError(f"{path} was saved by another run (recipe {ck['recipe']}, text_config {ck['text_config']}); "
+                         "delete it or pass another checkpoint path")
+    lm.load_state_dict(ck["lm"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
+    if stream is not None: stream.setstate(ck["stream"])
+    else:
+        for _ in range(ck["step"]): next(batches)  # packed rows: replay the permutations (index arithmetic only)
+    return ck
 
 
 # %% ../../nbs/09e_towers_lm.ipynb #07862717
 def pretrain_lm(scale: str = "tiny", recipe: LMRecipe | None = None, tokenizer=None, log_every: int = 100,
-                progress: bool = True, text_config: dict | None = None, on_eval=None) -> tuple[dict, dict]:
+                progress: bool = True, text_config: dict | None = None, on_eval=None, checkpoint=None,
+                save_every: int | None = None, until: int | None = None) -> tuple[dict, dict]:
     """Causal-LM pretraining of `scale`'s Qwen2 tower on world text (`text_config`: size overrides). Deterministic on
     one machine for a given recipe. With `recipe.eval_every`, reading accuracy (caption and empty slot) is measured
     every so many steps into `info["reading_curve"]`; `on_eval(row)` sees each row as it comes.
+    With `checkpoint` (a path), the run is saved there every `save_every` steps (default: at each evaluation, else
+    every 500) and at its end, and a run that finds the file goes on from it: killed and restarted, it gives the same
+    weights bit for bit. `until` stops after that step (the schedule still spans `recipe.steps`).
     Returns (LM state dict, info with held-out perplexity before/after, loss history, reading curve and timings)."""
     recipe = recipe or RECIPES[scale]["lm"]
     cfg = get_config(scale, text_config=text_config or {})
     proc = SailVLProcessor.from_config(cfg, tokenizer or default_tokenizer(scale, shipped=False))
     t0 = time.perf_counter()
-    batches, (hx, hy), train_tokens = _rows(recipe, scale, proc)
+    batches, (hx, hy), train_tokens, stream = _rows(recipe, scale, proc)
     t_data = time.perf_counter() - t0
     torch.manual_seed(recipe.seed)
     lm = Qwen2ForCausalLM(cfg.text_config)
-    ppl0 = perplexity(lm, hx, hy)
     opt = torch.optim.AdamW(param_groups(lm, recipe.lr, recipe.weight_decay), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.schedule, recipe.steps, recipe.warmup_ratio))
+    history, curve, seen, start = [], [], 0, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = _load_checkpoint(checkpoint, recipe, text_config or {}, lm, opt, sched, stream, batches)
+        history, curve, seen, start, ppl0 = ck["history"], ck["curve"], ck["seen"], ck["step"], ck["init_ppl"]
+        t0 = time.perf_counter() - ck["seconds"]
+        if progress: print(f"lm: resumed {checkpoint} at step {start}", flush=True)
+    else: ppl0 = perplexity(lm, hx, hy)
+    save_every = save_every or recipe.eval_every or 500
+    save = lambda s: _save_checkpoint(checkpoint, lm, opt, sched, stream, recipe=asdict(recipe), text_config=text_config or {},
+                                      step=s, seen=seen, history=history, curve=curve, init_ppl=ppl0,
+                                      seconds=round(time.perf_counter() - t0, 1))
     bench = None
     if recipe.eval_every:
         from sail_vl_nb.evaluate import make_benchmark
         bench = make_benchmark(recipe.eval_items, seed=recipe.eval_seed, image_size=cfg.tile_size)
-    history, curve, seen = [], [], 0
+    end = min(until or recipe.steps, recipe.steps)
     lm.train()
-    for step in range(recipe.steps):
+    for step in range(start, end):
         ids, labels, att = next(batches)
         seen += int(att.sum()) if att is not None else ids.numel()
         loss = lm(input_ids=ids, attention_mask=att, labels=labels).loss
@@ -176,24 +217,28 @@ def pretrain_lm(scale: str = "tiny", recipe: LMRecipe | None = None, tokenizer=N
         if step % log_every == 0 or step == recipe.steps - 1:
             history.append({"step": step + 1, "loss": round(loss.item(), 4), "elapsed_s": round(time.perf_counter() - t0, 1)})
             if progress: print(f"lm {history[-1]}", flush=True)
-        if bench is not None and ((step + 1) % recipe.eval_every == 0 or step == recipe.steps - 1):
+        evaluated = bench is not None and ((step + 1) % recipe.eval_every == 0 or step == recipe.steps - 1)
+        if evaluated:
             row = {"step": step + 1, "tokens": seen, "loss": history[-1]["loss"], **reading_accuracy(lm, scale, bench),
                    "blank": reading_accuracy(lm, scale, bench, blind=True)["overall"], "elapsed_s": round(time.perf_counter() - t0, 1)}
             curve.append(row)
-            if on_eval: on_eval(row)
+        if checkpoint is not None and (evaluated or (step + 1) % save_every == 0 or step == end - 1): save(step + 1)
+        if evaluated and on_eval: on_eval(row)
     info = {"held_out_ppl": round(perplexity(lm, hx, hy), 4), "init_ppl": round(ppl0, 2), "history": history,
             "reading_curve": curve, "train_tokens": train_tokens if train_tokens is not None else seen, "tokens_seen": seen,
             "held_out_tokens": int((hy[:, 1:] != -100).sum()),
             "epochs": round(recipe.steps * recipe.batch_size * recipe.block / train_tokens, 2) if train_tokens else None,
+            "steps_done": end,
             "data_s": round(t_data, 1), "seconds": round(time.perf_counter() - t0, 1)}
     return {k: v.detach().clone() for k, v in lm.state_dict().items()}, info
 
 # %% ../../nbs/09e_towers_lm.ipynb #682602e4
 @torch.no_grad()
 def reading_accuracy(lm, scale: str, bench, blind: bool = False, batch_size: int = 50, max_new_tokens: int = 8,
-                     caption_seed: int = 0) -> dict:
+                     caption_seed: int = 0, return_items: bool = False) -> dict:
     """Benchmark scores of a language tower answering from a reference caption of each picture placed in the image
-    slot (`blind=True`: an empty slot). `bench` needs `scene_json`, `question`, `answer`, `category`, `level`."""
+    slot (`blind=True`: an empty slot). `bench` needs `scene_json`, `question`, `answer`, `category`, `level`.
+    `return_items` adds each question's outcome (`items`: id, category, level, tag, correct) and `predictions`."""
     from sail_vl_nb.evaluate import score_predictions
     proc = processor_for(scale)
     I, enc = proc.ids, proc.text_ids
@@ -214,8 +259,9 @@ def reading_accuracy(lm, scale: str, bench, blind: bool = False, batch_size: int
             if I["im_end"] in row: row = row[:row.index(I["im_end"])]
             preds.append(proc.decode(row).strip())
     lm.train(was)
-    r = score_predictions(preds, bench)
-    return {c: round(r[c], 4) for c in ("general", "ocr", "math", "hallucination", "overall")}
+    r = score_predictions(preds, bench, return_predictions=return_items, return_items=return_items)
+    return {c: round(r[c], 4) for c in ("general", "ocr", "math", "hallucination", "overall")} | (
+        {k: r[k] for k in ("items", "predictions")} if return_items else {})
 
 # %% ../../nbs/09e_towers_lm.ipynb #88b81bc6
 def caption_visibility(docs: list, block: int, processor) -> float:
@@ -231,24 +277,36 @@ def caption_visibility(docs: list, block: int, processor) -> float:
     return seen / n
 
 # %% ../../nbs/09e_towers_lm.ipynb #0f3e05ba
-def reading_document(rng, processor: SailVLProcessor, n_rounds: int = 2, p_simple: float = 0.3, p_describe: float = 0.2,
-                     max_len: int = 512) -> tuple[list, list]:
-    """One reading document of a fresh scene as (input_ids, labels), at most `max_len` tokens: the reference caption in
-    the image slot, then the questions of `n_rounds` draws of the question bank (labels on the answers only); with
-    probability `p_describe` a "describe the image" turn answered by a re-worded caption is put among them."""
+def _chat(processor: SailVLProcessor, cap: str, turns: list, max_len: int) -> tuple[list, list]:
+    "The caption in the image slot, then (question, answer) turns, labels on the answers: (input_ids, labels)."
     I, enc, turn = processor.ids, processor.text_ids, processor.chatml_turn
-    scene = sample_scene(rng, max_objects=2) if rng.random() < p_simple else sample_scene(rng)
-    cap = reference_caption(scene, rng)
-    qa = [q for _ in range(n_rounds) for q in make_questions(scene, rng)]
-    rng.shuffle(qa)
-    turns = [(x["question"], x["answer"]) for x in qa]
-    if rng.random() < p_describe: turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, reference_caption(scene, rng)))
     ids, labels = [], []
     for j, (q, a) in enumerate(turns):
         body = [I["img_start"]] + enc(cap) + [I["img_end"]] + enc("\n" + q) if j == 0 else enc(q)
         for role, b, learn in (("user", body, False), ("assistant", enc(a), True)):
             x, y = turn(role, b, learn); ids += x; labels += y
     return ids[:max_len], labels[:max_len]
+
+def _unique(qa: list) -> list:
+    "The questions in order, each text once (a repeated question could be answered by copying the earlier answer)."
+    seen = set()
+    return [x for x in qa if not (x["question"] in seen or seen.add(x["question"]))]
+
+def reading_document(rng, processor: SailVLProcessor, n_rounds: int = 2, p_simple: float = 0.3, p_describe: float = 0.2,
+                     max_len: int = 512, dedup: bool = False, p_copy: float = 0.0) -> tuple[list, list]:
+    """One reading document of a fresh scene as (input_ids, labels), at most `max_len` tokens: the reference caption in
+    the image slot, then the questions of `n_rounds` draws of the question bank (labels on the answers only; `dedup`:
+    each question text once); with probability `p_describe` a "describe the image" turn answered by a re-worded
+    caption is put among them; with probability `p_copy` the first turn asks to describe the image and is answered
+    by the caption in the slot word for word (a copy: the induction circuit that reading is built on)."""
+    scene = sample_scene(rng, max_objects=2) if rng.random() < p_simple else sample_scene(rng)
+    cap = reference_caption(scene, rng)
+    qa = [q for _ in range(n_rounds) for q in make_questions(scene, rng)]
+    rng.shuffle(qa)
+    turns = [(x["question"], x["answer"]) for x in (_unique(qa) if dedup else qa)]
+    if rng.random() < p_describe: turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, reference_caption(scene, rng)))
+    if p_copy and rng.random() < p_copy: turns.insert(0, (CAPTION_PROMPT, cap))
+    return _chat(processor, cap, turns, max_len)
 
 def pad_rows(docs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Documents as right-padded rows: (input_ids, labels with -100 on padding, attention mask), each (len(docs), longest)."
@@ -259,9 +317,34 @@ def pad_rows(docs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch
         ids[k, :len(i)] = torch.tensor(i); labels[k, :len(y)] = torch.tensor(y); att[k, :len(i)] = 1
     return ids, labels, att
 
-def stream_batches(processor: SailVLProcessor, recipe: LMRecipe, split: str = "reading"):
-    "Endless batches of `recipe.batch_size` fresh reading documents, one per row: (input_ids, labels, attention)."
-    rng = random.Random(f"{split}:{recipe.seed}")
+def twin_documents(rng, processor: SailVLProcessor, n_rounds: int = 2, p_simple: float = 0.3, max_len: int = 512,
+                   draws: int = 6) -> list:
+    """A minimal pair: the reading documents of a fresh scene and of its twin (one detail changed, `vision.twin`).
+    Both carry the questions the two banks share (`draws` draws each) whose answers differ — the same question on two
+    captions, answerable only by reading — among `n_rounds` draws of their own questions, each text once."""
+    scene = sample_scene(rng, max_objects=2) if rng.random() < p_simple else sample_scene(rng)
+    pair = (scene, twin(scene, rng))
+    bank = [{x["question"]: x["answer"] for _ in range(draws) for x in make_questions(s, rng)} for s in pair]
+    shared = sorted(q for q in bank[0].keys() & bank[1].keys() if bank[0][q] != bank[1][q])
+    docs = []
+    for s, answers in zip(pair, bank):
+        cap = reference_caption(s, rng)
+        own = [x for x in _unique([q for _ in range(n_rounds) for q in make_questions(s, rng)]) if x["question"] not in shared]
+        turns = [(q, answers[q]) for q in shared] + [(x["question"], x["answer"]) for x in own]
+        rng.shuffle(turns)
+        docs.append(_chat(processor, cap, turns, max_len))
+    return docs
+
+def stream_batches(processor: SailVLProcessor, recipe: LMRecipe, split: str = "reading", rng: random.Random | None = None):
+    """Endless batches of `recipe.batch_size` fresh reading documents, one per row: (input_ids, labels, attention);
+    with `recipe.p_twin` > 0 that share of the rows come as minimal pairs (`twin_documents`), side by side.
+    Pass your own `rng` to save and restore the stream's place (`pretrain_lm` does, for its checkpoints)."""
+    rng = rng or random.Random(f"{split}:{recipe.seed}")
+    one = lambda: [reading_document(rng, processor, recipe.n_rounds, recipe.p_simple, recipe.p_describe, recipe.max_len,
+                                    recipe.dedup, recipe.p_copy)]
     while True:
-        yield pad_rows([reading_document(rng, processor, recipe.n_rounds, recipe.p_simple, recipe.p_describe, recipe.max_len)
-                        for _ in range(recipe.batch_size)], processor.pad_id)
+        docs = []
+        while len(docs) < recipe.batch_size:
+            docs += (twin_documents(rng, processor, recipe.n_rounds, recipe.p_simple, recipe.max_len)
+                     if recipe.p_twin and rng.random() < recipe.p_twin / (2 - recipe.p_twin) else one())
+        yield pad_rows(docs[:recipe.batch_size], processor.pad_id)

@@ -56,7 +56,7 @@ def probe_accuracies(vision_model, probes: dict, pool: str = "mean", train_frac:
 # %% ../../nbs/09d_towers_probes.ipynb #cfe26447
 BINDING = ("colour", "shape", "size", "count")
 
-def binding_probe_set(n: int = 600, image_size: int = 64, seed: int = 0) -> dict:
+def binding_probe_set(n: int = 1800, image_size: int = 64, seed: int = 0) -> dict:
     """`n` scenes of 1–6 shapes (the `binding` stream): normalised `pixels`, and for every occupied cell its scene
     index `scene`, cell index `cell` (row-major) and `colour` / `shape` / `size` labels; `count` per scene."""
     scenes = [sample_scene(random.Random(f"binding:{seed}:{i}"), kind="shapes") for i in range(n)]
@@ -67,7 +67,8 @@ def binding_probe_set(n: int = 600, image_size: int = 64, seed: int = 0) -> dict
             "count": torch.tensor([len(s.objects) - 1 for s in scenes]), **cols}
 
 def binding_accuracies(vision_model, probes: dict, train_frac: float = 2 / 3) -> dict:
-    "Per-cell linear-probe test accuracy (colour, shape, size of each cell's own object) and the all-token count probe."
+    """Per-cell linear-probe test accuracy: colour, shape and size of each occupied cell's own object from that cell's
+    pooled token, and the count from the 9 cell tokens side by side."""
     tok = vision_features(vision_model, probes["pixels"], "tokens")
     n, d = len(tok), vision_model.config.hidden_size
     g = int(round((tok.shape[1] // d) ** 0.5))
@@ -75,5 +76,6 @@ def binding_accuracies(vision_model, probes: dict, train_frac: float = 2 / 3) ->
     x = cells[probes["scene"], probes["cell"]]
     cut = int(n * train_frac); tr, te = probes["scene"] < cut, probes["scene"] >= cut
     out = {k: round(linear_probe(x[tr], probes[k][tr], x[te], probes[k][te]), 3) for k in ("colour", "shape", "size")}
-    out["count"] = round(linear_probe(tok[:cut], probes["count"][:cut], tok[cut:], probes["count"][cut:]), 3)
+    grid = cells.flatten(1)
+    out["count"] = round(linear_probe(grid[:cut], probes["count"][:cut], grid[cut:], probes["count"][cut:]), 3)
     return out

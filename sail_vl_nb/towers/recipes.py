@@ -56,6 +56,9 @@ class LMRecipe:
     eval_every: int = 0                 # > 0: reading accuracy every `eval_every` steps (the reading curve)
     eval_items: int = 100               # questions per category for that curve
     eval_seed: int = 7                  # its benchmark seed (the tuning seed; 0 is the standard benchmark)
+    dedup: bool = False                 # stream: each question text once per document
+    p_twin: float = 0.0                 # stream: share of rows that come as minimal pairs (a scene and its twin)
+    p_copy: float = 0.0                 # stream: share of documents opening with the caption copied word for word
 
 # Sized so that `build_towers.py --scale all` rebuilds both scales in ≤ 15 min on 2 cores (one core per tower).
 # tiny: SigLIP + dense heads; small: SigLIP only until its dense recipe is rebuilt and measured (`09f_towers_shipping`).

@@ -20,12 +20,21 @@ from .lm import pretrain_lm
 __all__ = ['SHIP_DTYPE', 'save_towers', 'build_towers']
 
 # %% ../../nbs/09f_towers_shipping.ipynb #cbf740a1
-def _build_part(part: str, scale: str, recipe: dict, tokenizer_dir: str, threads: int = 1):
-    "Worker: pretrain one tower (`part` = 'vision' or 'lm') with a single thread; returns (state, info)."
+def _build_part(part: str, scale: str, recipe: dict, tokenizer_dir: str, threads: int = 1, checkpoint=None):
+    """Worker: pretrain one tower (`part` = 'vision' or 'lm') with a single thread; returns (state, info). With
+    `checkpoint` (a path) the LM goes on from its last save there, and a finished vision tower is kept there whole."""
     torch.set_num_threads(threads)
     tok = load_tokenizer(tokenizer_dir)
-    if part == "vision": return pretrain_vision(scale, VisionRecipe(**recipe), tok, progress=True)
-    return pretrain_lm(scale, LMRecipe(**recipe), tok, progress=True)
+    if part == "lm": return pretrain_lm(scale, LMRecipe(**recipe), tok, progress=True, checkpoint=checkpoint)
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, weights_only=True)
+        if ck["recipe"] != recipe: raise ValueError(f"{checkpoint} holds a vision tower of another recipe; delete it to rebuild")
+        return ck["state"], ck["info"]
+    state, info = pretrain_vision(scale, VisionRecipe(**recipe), tok, progress=True)
+    if checkpoint is not None:
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"recipe": recipe, "state": state, "info": info}, f"{checkpoint}.tmp"); os.replace(f"{checkpoint}.tmp", checkpoint)
+    return state, info
 
 def _recipe_dict(r) -> dict:
     d = asdict(r)
@@ -48,11 +57,13 @@ def save_towers(out_dir, scale: str, vision_state: dict, llm_state: dict, tokeni
 SHIP_DTYPE = {"tiny": torch.float32, "small": torch.bfloat16}   # small in bf16 halves its files (≈ 31 MB instead of 61)
 
 # %% ../../nbs/09f_towers_shipping.ipynb #1b8206d6
-def build_towers(scales="tiny", out_dir=None, parallel: bool = True, recipes: dict | None = None) -> dict:
+def build_towers(scales="tiny", out_dir=None, parallel: bool = True, recipes: dict | None = None, checkpoint_dir=None) -> dict:
     """Pretrain both towers of each of `scales` (one name or several) with `recipes` (default `RECIPES`; for one
     scale, `{"vision": ..., "lm": ...}`) and save them to `out_dir` (one scale: that folder; several: `out_dir/{scale}`;
     default: the package's `assets/towers/{scale}`). All the trainings share one pool of two single-thread
-    processes, largest tower first. Returns the meta dict written to meta.json (several scales: {scale: meta})."""
+    processes, largest tower first. With `checkpoint_dir`, each training keeps its state in `{scale}-{part}.pt`
+    there, so that a build killed and started again goes on where it stopped and writes the same files.
+    Returns the meta dict written to meta.json (several scales: {scale: meta})."""
     import concurrent.futures as cf, multiprocessing as mp, shutil, transformers
     one = isinstance(scales, str)
     scales = [scales] if one else list(scales)
@@ -67,7 +78,8 @@ def build_towers(scales="tiny", out_dir=None, parallel: bool = True, recipes: di
         jobs += [(s, "lm", cfg.text_config), (s, "vision", cfg.vision_config)]
     size = lambda c: c.hidden_size ** 2 * c.num_hidden_layers                     # largest tower first
     jobs = [(s, part, _recipe_dict(recipes[s][part])) for s, part, c in sorted(jobs, key=lambda j: -size(j[2]))]
-    args = [(part, s, r, str(outs[s] / ".tokenizer-build")) for s, part, r in jobs]
+    ck = lambda s, part: str(Path(checkpoint_dir) / f"{s}-{part}.pt") if checkpoint_dir else None
+    args = [(part, s, r, str(outs[s] / ".tokenizer-build"), 1, ck(s, part)) for s, part, r in jobs]
     if parallel:
         from sail_vl_nb.towers.shipping import _build_part as work        # by its module, so that spawned workers can import it
         with cf.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as ex:
