@@ -60,13 +60,13 @@ def one_run(name: str) -> str:
     if name in done(): return f"{name}: already done"
     fields, overrides = RUNS[name]
     recipe = replace(RECIPES["tiny"]["vision"], **fields)
-    cfg = get_config("tiny", **json.loads(json.dumps(overrides)))
+    cfg = get_config("tiny", **overrides)
     meta = json.loads((OUT / "runs.json").read_text()) if (OUT / "runs.json").exists() else {}
     weights = Path("runs/binding") / f"{name}.safetensors"
     if weights.exists() and "seconds" in meta.get(name, {}):                      # trained before: probe again only
         state, info = load_file(str(weights)), {"history": [meta[name]["history_last"]], "seconds": meta[name]["seconds"]}
     else:
-        state, info = pretrain_vision("tiny", recipe, default_tokenizer("tiny"), progress=False, **json.loads(json.dumps(overrides)))
+        state, info = pretrain_vision("tiny", recipe, default_tokenizer("tiny"), progress=False, **overrides)
         weights.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(weights))                                              # kept out of the repository
     vm = InternVLVisionModel(cfg.vision_config); vm.load_state_dict(state)
@@ -96,7 +96,7 @@ def probe_sizes(name: str) -> None:
     from transformers import InternVLVisionModel
     from sail_vl_nb.config import get_config
     from sail_vl_nb.towers import binding_probe_set, linear_probe, vision_features
-    cfg = get_config("tiny", **json.loads(json.dumps(RUNS[name][1])))
+    cfg = get_config("tiny", **RUNS[name][1])
     vm = InternVLVisionModel(cfg.vision_config); vm.load_state_dict(load_file(f"runs/binding/{name}.safetensors"))
     out = {"run": name, "command": f"python benchmarks/binding_levers.py --probe-sizes {name}", "count": {}}
     for n in (600, 1800):
